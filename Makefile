@@ -1,0 +1,25 @@
+# Single entry point. Every target installs what is missing first (tools/bootstrap.py is
+# idempotent and returns in under a second when .venv is up to date).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint clean
+
+install:
+	@$(PYTHON) tools/bootstrap.py
+
+# The main job: prepare data, train, evaluate, push (see README).
+run: install
+	@$(BIN)/tfx-canary version --all
+
+# All tests. pytest exits 5 when it collects nothing: treat that as a failure, loudly.
+test: install
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: install
+	@$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .cache

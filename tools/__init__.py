@@ -1,0 +1,1 @@
+"""Install-time tools (run before the project's virtualenv exists)."""
