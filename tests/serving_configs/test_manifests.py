@@ -1,0 +1,219 @@
+"""Kubernetes manifests in serving_configs/k8s: strictly schema-checked and cross-referenced.
+
+The kubernetes client's ``ApiClient().deserialize`` silently drops unknown fields (a typo such as
+``imagee`` vanishes), so every document is first walked against the client's generated models
+(``openapi_types`` / ``attribute_map``) and any key the API does not define fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import pytest
+import yaml
+
+from tests.serving_configs.tf_serving_flags import check_tf_serving_args, parse_flags
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "serving_configs" / "k8s"
+TF_SERVING_CONFIG_DIR = ROOT / "serving_configs" / "tf_serving"
+
+PRIMITIVES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "object": (str, int, float, bool, dict, list),  # IntOrString, Quantity, free-form
+    "datetime": (str,),
+    "date": (str,),
+}
+
+
+def strict_check(data: Any, type_name: str, where: str) -> None:
+    """Raise ValueError naming the first key or value the Kubernetes API model does not accept."""
+    if type_name.startswith("list["):
+        if not isinstance(data, list):
+            raise ValueError(f"{where}: expected a list, got {type(data).__name__}")
+        for index, item in enumerate(data):
+            strict_check(item, type_name[5:-1], f"{where}[{index}]")
+        return
+    if type_name.startswith("dict("):
+        value_type = type_name[5:-1].split(", ", 1)[1]
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+        for key, value in data.items():
+            strict_check(value, value_type, f"{where}.{key}")
+        return
+    if type_name in PRIMITIVES:
+        if not isinstance(data, PRIMITIVES[type_name]) or (type_name == "int" and isinstance(data, bool)):
+            raise ValueError(f"{where}: expected {type_name}, got {data!r}")
+        return
+    model = getattr(kubernetes.client, type_name)
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a {type_name} mapping, got {data!r}")
+    field_of_key = {key: field for field, key in model.attribute_map.items()}
+    for key, value in data.items():
+        if key not in field_of_key:
+            raise ValueError(f"{where}: unknown field {key!r} for {type_name}")
+        strict_check(value, model.openapi_types[field_of_key[key]], f"{where}.{key}")
+
+
+def model_name(document: dict[str, Any]) -> str:
+    """apps/v1 Deployment -> V1Deployment; autoscaling/v2 HorizontalPodAutoscaler -> V2Horizontal..."""
+    version = document["apiVersion"].rsplit("/", 1)[-1]
+    return version[0].upper() + version[1:] + document["kind"]
+
+
+def load_strictly(path: Path) -> list[tuple[dict[str, Any], Any]]:
+    """Each YAML document of a manifest file, schema-checked, with its kubernetes client model object."""
+
+    class Response:
+        def __init__(self, document: dict[str, Any]) -> None:
+            self.data = json.dumps(document)
+
+    api = kubernetes.client.ApiClient()
+    loaded = []
+    for document in yaml.safe_load_all(path.read_text()):
+        name = model_name(document)
+        strict_check(document, name, f"{path.name}:{document['kind']}/{document['metadata']['name']}")
+        loaded.append((document, api.deserialize(Response(document), name)))  # also enforces required fields
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def objects() -> dict[tuple[str, str], Any]:
+    found: dict[tuple[str, str], Any] = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for document, obj in load_strictly(path):
+            key = (document["kind"], document["metadata"]["name"])
+            assert key not in found, f"{key} defined twice"
+            found[key] = obj
+    return found
+
+
+def test_the_strict_check_rejects_a_misspelled_field() -> None:
+    deployment = yaml.safe_load((K8S / "router.yaml").read_text().split("---")[0])
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagee"] = "typo"
+    with pytest.raises(ValueError, match="unknown field 'imagee' for V1Container"):
+        strict_check(deployment, "V1Deployment", "router")
+    deployment["spec"]["template"]["spec"]["containers"][0].pop("imagee")
+    deployment["spec"]["replicas"] = "two"
+    with pytest.raises(ValueError, match=r"spec.replicas: expected int"):
+        strict_check(deployment, "V1Deployment", "router")
+
+
+def test_every_manifest_loads_into_the_kubernetes_models(objects) -> None:
+    kinds = sorted(kind for kind, _ in objects)
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "Deployment",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "Service",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+    assert isinstance(objects[("Deployment", "tf-serving")], kubernetes.client.V1Deployment)
+    assert isinstance(
+        objects[("HorizontalPodAutoscaler", "tf-serving")], kubernetes.client.V2HorizontalPodAutoscaler
+    )
+
+
+def container_ports(deployment) -> dict[str | int, int]:
+    ports: dict[str | int, int] = {}
+    for container in deployment.spec.template.spec.containers:
+        for port in container.ports or []:
+            ports[port.container_port] = port.container_port
+            if port.name:
+                ports[port.name] = port.container_port
+    return ports
+
+
+@pytest.mark.parametrize("name", ["tf-serving", "tfx-canary-router"])
+def test_services_and_selectors_reach_their_deployment(objects, name: str) -> None:
+    deployment = objects[("Deployment", name)]
+    service = objects[("Service", name)]
+    pod_labels = deployment.spec.template.metadata.labels
+    assert deployment.spec.selector.match_labels.items() <= pod_labels.items()
+    assert service.spec.selector.items() <= pod_labels.items()
+    ports = container_ports(deployment)
+    for port in service.spec.ports:
+        assert port.target_port in ports, f"Service {name} targets port {port.target_port!r}, not in the pod"
+
+
+@pytest.mark.parametrize("name", ["tf-serving", "tfx-canary-router"])
+def test_probes_and_scrape_annotations_use_real_ports(objects, name: str) -> None:
+    deployment = objects[("Deployment", name)]
+    ports = container_ports(deployment)
+    for container in deployment.spec.template.spec.containers:
+        for probe in (container.readiness_probe, container.liveness_probe):
+            if probe is None:
+                continue
+            action = probe.http_get or probe.tcp_socket
+            assert action.port in ports, f"{name}: probe port {action.port!r} is not a container port"
+    annotations = deployment.spec.template.metadata.annotations
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) in ports.values()
+
+
+def tf_serving_container(objects):
+    (container,) = objects[("Deployment", "tf-serving")].spec.template.spec.containers
+    return container
+
+
+def test_tf_serving_readiness_waits_for_the_model_status_endpoint(objects) -> None:
+    container = tf_serving_container(objects)
+    probe = container.readiness_probe.http_get
+    assert re.fullmatch(r"/v1/models/[a-z0-9_]+", probe.path)
+    ports = container_ports(objects[("Deployment", "tf-serving")])
+    assert ports[probe.port] == int(parse_flags(container.args)["rest_api_port"])
+
+
+def test_tf_serving_args_are_real_flags_with_a_polled_object_store_config(objects) -> None:
+    container = tf_serving_container(objects)
+    assert container.command == ["/usr/bin/tensorflow_model_server"]
+    flags = check_tf_serving_args(container.args)
+    assert flags["model_config_file"].startswith("gs://")
+    assert flags["model_config_file"].endswith("/models.config")
+
+
+def test_tf_serving_config_files_come_from_the_configmap_unchanged(objects) -> None:
+    deployment = objects[("Deployment", "tf-serving")]
+    container = tf_serving_container(objects)
+    config_map = objects[("ConfigMap", "tf-serving-config")]
+    (volume,) = deployment.spec.template.spec.volumes
+    assert volume.config_map.name == config_map.metadata.name
+    (mount,) = container.volume_mounts
+    assert mount.name == volume.name
+    flags = parse_flags(container.args)
+    for flag in ("batching_parameters_file", "monitoring_config_file"):
+        directory, file_name = flags[flag].rsplit("/", 1)
+        assert directory == mount.mount_path
+        # The same text as serving_configs/tf_serving/, so docker, compose and Kubernetes never drift.
+        assert config_map.data[file_name] == strip_comments((TF_SERVING_CONFIG_DIR / file_name).read_text())
+
+
+def strip_comments(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#"))
+
+
+def test_pods_run_as_the_workload_identity_service_account(objects) -> None:
+    deployment = objects[("Deployment", "tf-serving")]
+    account = objects[("ServiceAccount", deployment.spec.template.spec.service_account_name)]
+    assert account.metadata.annotations["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+
+
+def test_autoscaler_targets_the_tf_serving_deployment(objects) -> None:
+    hpa = objects[("HorizontalPodAutoscaler", "tf-serving")]
+    target = hpa.spec.scale_target_ref
+    assert (target.kind, target.name) in objects
+    assert target.api_version == "apps/v1"
+    assert 1 <= hpa.spec.min_replicas <= hpa.spec.max_replicas
+    (container,) = objects[(target.kind, target.name)].spec.template.spec.containers
+    assert "cpu" in container.resources.requests, "CPU utilisation needs a CPU request"
