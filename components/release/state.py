@@ -261,3 +261,10 @@ def set_traffic(
         step=step,
         verdict=verdict,
     )
+
+
+def withdraw(state: ReleaseState, version: int) -> ReleaseState:
+    """Undo phase 1 after a failed load: unlist an unlabelled version without rejecting it."""
+    if version not in state.versions or version in state.label_map.values() or version == state.rollback_to:
+        return state
+    return _with(state, versions=[v for v in state.versions if v != version])
