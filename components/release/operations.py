@@ -164,7 +164,9 @@ def rollback(
         available = target.available()
         update = commit(target, lambda s: sm.rollback(s, available), "rollback", reason, metrics, analysis)
     wait_applied(target, update)
-    return [*updates, update]
+    unload = commit(target, sm.unload_rejected, "unload", "rolled-back version unloads")
+    wait_applied(target, unload)
+    return [*updates, update, unload]
 
 
 def retire(target: Target, now: float | None = None) -> Update:

@@ -77,7 +77,9 @@ class ReleaseState:
     def candidate(self) -> int | None:
         """A version listed by phase 1 that no label points at yet (phase 2 outstanding)."""
         labelled = set(self.label_map.values())
-        waiting = [v for v in self.versions if v not in labelled and v != self.rollback_to]
+        waiting = [
+            v for v in self.versions if v not in labelled and v != self.rollback_to and v not in self.rejected
+        ]
         return max(waiting) if waiting else None
 
 
@@ -201,8 +203,11 @@ def prepare_reload(state: ReleaseState) -> ReleaseState:
 def rollback(state: ReleaseState, available: Iterable[int]) -> ReleaseState:
     """Undo the newest release step. Labels only ever move to versions confirmed AVAILABLE.
 
-    - a canary on trial: `canary` flips back to stable and the canary version unloads;
+    - a canary on trial: `canary` flips back to stable;
     - a candidate waiting for phase 2: it is unlisted;
+
+    The rolled-back version stays listed until ``unload_rejected``, so the server moves the labels
+    away from it before it unloads and no in-flight request meets a missing version.
     - after a promotion: `stable` moves back to the old version, instantly while it is retained,
       otherwise NeedsReload asks the caller to list and load it first (never re-push).
     """
@@ -213,7 +218,6 @@ def rollback(state: ReleaseState, available: Iterable[int]) -> ReleaseState:
         labels[CANARY] = state.stable
         return _with(
             state,
-            versions=[v for v in state.versions if v != bad],
             labels=labels,
             rejected=(*state.rejected, bad),
             canary_weight=0.0,
@@ -234,7 +238,6 @@ def rollback(state: ReleaseState, available: Iterable[int]) -> ReleaseState:
     _require_available(state, target, available, "move `stable` back to it")
     return _with(
         state,
-        versions=[v for v in state.versions if v != bad],
         labels={STABLE: target, CANARY: target},
         retain_until=None,
         rollback_to=None,
@@ -243,6 +246,13 @@ def rollback(state: ReleaseState, available: Iterable[int]) -> ReleaseState:
         shadow_fraction=0.0,
         step="rolled back",
     )
+
+
+def unload_rejected(state: ReleaseState) -> ReleaseState:
+    """Unlist rolled-back versions once no label points at them (the step after ``rollback``)."""
+    labelled = set(state.label_map.values())
+    keep = [v for v in state.versions if v not in state.rejected or v in labelled]
+    return state if len(keep) == len(state.versions) else _with(state, versions=keep)
 
 
 def set_traffic(

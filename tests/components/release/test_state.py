@@ -11,9 +11,18 @@ from components.release.state import (
     prepare_reload,
     promote,
     retire,
-    rollback,
     set_traffic,
+    unload_rejected,
 )
+from components.release.state import rollback as flip
+
+
+def rollback(state, available):
+    """Roll back and unload, as operations.rollback does in two generations."""
+    flipped = flip(state, available)
+    bad = set(flipped.rejected) - set(state.rejected)
+    assert set(flipped.versions) >= bad - {state.candidate}  # labels move first, the version is still listed
+    return unload_rejected(flipped)
 
 
 def released(stable: int, model: str = "m"):
@@ -109,6 +118,7 @@ def test_rollback_of_a_canary_flips_the_label_and_unloads_it():
     assert state.label_map == {"stable": 42, "canary": 42}
     assert state.versions == (42,)
     assert state.rejected == (43,)
+    assert flip(on_canary(), available={42, 43}).versions == (42, 43)  # unloads only after the label flip
     # the rejected version is never released again by a re-run
     assert add_candidate(state, 43) is state
 
