@@ -1,0 +1,143 @@
+"""Predict, classify, regress and metadata over a loaded servable; shared by REST, gRPC and warmup.
+
+Inputs and outputs are numpy arrays here; REST and gRPC only translate JSON or TensorProtos to and from
+them, so both front ends answer identically. ``run`` is how a signature gets called: directly, or through
+the batch scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from serving.errors import invalid_argument
+from serving.servable import Servable, Signature
+
+Runner = Callable[[Signature, dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def direct_run(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return signature(inputs)
+
+
+def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The request's inputs must be exactly the signature's, with its dtypes (TF's messages)."""
+    sent, expected = set(inputs), set(signature.inputs)
+    if sent != expected:
+        if len(sent) != len(expected):
+            raise invalid_argument(
+                f"input size does not match signature: {len(sent)}!={len(expected)} "
+                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+                f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+                f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
+            )
+        alias = sorted(expected - sent)[0]
+        raise invalid_argument(
+            f"Signature input alias: {alias}(feed name: {signature.signature_def.inputs[alias].name}) "
+            "not found in request and no default value provided."
+        )
+    for index, alias in enumerate(signature.input_names):
+        value, spec = inputs[alias], signature.inputs[alias]
+        if value.dtype != spec.dtype:
+            raise invalid_argument(
+                f"Expects arg[{index}] to be {spec.dtype_name} but {value.dtype} is provided"
+            )
+    return inputs
+
+
+def predict(
+    servable: Servable,
+    signature_name: str,
+    inputs: dict[str, np.ndarray],
+    run: Runner,
+    output_filter: list[str] | tuple[str, ...] = (),
+) -> tuple[Signature, dict[str, np.ndarray]]:
+    signature = servable.signature(signature_name)
+    check_inputs(signature, inputs)
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid_argument(
+                f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                f"{{{','.join(sorted(signature.outputs))}}}."
+            )
+    outputs = run(signature, inputs)
+    if output_filter:
+        outputs = {alias: outputs[alias] for alias in output_filter}
+    return signature, outputs
+
+
+def _example_signature(servable: Servable, signature_name: str) -> tuple[Signature, str]:
+    signature = servable.signature(signature_name)
+    if len(signature.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    alias = signature.input_names[0]
+    if signature.inputs[alias].dtype_name != "string":
+        raise invalid_argument(f"Expected input tensor {alias} to be of type string for serialized examples.")
+    return signature, alias
+
+
+def _run_examples(servable, signature_name, examples: list[bytes], run: Runner) -> tuple[Signature, dict]:
+    if not examples:
+        raise invalid_argument("Input is empty.")
+    signature, alias = _example_signature(servable, signature_name)
+    batch = np.empty(len(examples), dtype=object)
+    batch[:] = examples
+    return signature, run(signature, {alias: batch})
+
+
+def classify(
+    servable: Servable, signature_name: str, examples: list[bytes], run: Runner
+) -> list[list[tuple[str, float]]]:
+    """Per example, the (label, score) pairs; label is "" when the model has no ``classes`` output."""
+    _signature, outputs = _run_examples(servable, signature_name, examples, run)
+    scores, classes = outputs.get("scores"), outputs.get("classes")
+    if scores is None and classes is None:
+        raise invalid_argument(
+            "Expected classification signature outputs to contain at least one of classes or scores"
+        )
+    count = len(examples)
+    for name, tensor in (("scores", scores), ("classes", classes)):
+        if tensor is not None and (tensor.ndim != 2 or tensor.shape[0] != count):
+            raise invalid_argument(
+                f"Expected {name} Tensor shape: [batch_size num_classes] but got {list(tensor.shape)}"
+            )
+    width = (scores if scores is not None else classes).shape[1]
+    results = []
+    for row in range(count):
+        pairs = []
+        for column in range(width):
+            label = classes[row, column] if classes is not None else b""
+            label = label.decode("utf-8", "replace") if isinstance(label, bytes) else str(label)
+            score = float(scores[row, column]) if scores is not None else 0.0
+            pairs.append((label, score))
+        results.append(pairs)
+    return results
+
+
+def regress(servable: Servable, signature_name: str, examples: list[bytes], run: Runner) -> list[float]:
+    _signature, outputs = _run_examples(servable, signature_name, examples, run)
+    if "outputs" in outputs:
+        values = outputs["outputs"]
+    elif len(outputs) == 1:
+        values = next(iter(outputs.values()))
+    else:
+        raise invalid_argument("Expected one output Tensor.")
+    count = len(examples)
+    if not (values.shape == (count,) or values.shape == (count, 1)):
+        raise invalid_argument(
+            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
+            f"{list(values.shape)}"
+        )
+    return [float(v) for v in values.reshape(-1)]
+
+
+def signature_def_map(servable: Servable) -> get_model_metadata_pb2.SignatureDefMap:
+    result = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature_def in servable.signature_defs.items():
+        result.signature_def[name].CopyFrom(signature_def)
+    return result
