@@ -1,0 +1,93 @@
+"""Which spans the model trains on: the latest K spans whose data passed validation.
+
+CsvExampleGen ingests one span per run (the newest folder). This resolver strategy gathers the
+training window from MLMD: for each span, the newest Examples artifact, kept only if the newest
+ExampleValidator result for exactly that artifact (followed through MLMD lineage: anomalies ←
+ExampleValidator ← statistics ← StatisticsGen ← examples) found no anomalies in any split. So a bad
+span never enters a window, even after newer good spans arrive; re-ingesting the fixed folder does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import types
+from tfx import v1 as tfx
+
+log = logging.getLogger(__name__)
+
+
+def span_of(artifact: types.Artifact) -> int:
+    """The span ExampleGen recorded (a custom property in TFX 1.21; the property stays 0)."""
+    if artifact.has_custom_property("span"):
+        value = artifact.get_string_custom_property("span")
+        return int(value) if value else artifact.get_int_custom_property("span")
+    return int(artifact.span)
+
+
+def is_clean(anomalies: types.Artifact) -> bool:
+    """True when ExampleValidator found no anomalies in any split of this artifact."""
+    if not anomalies.has_custom_property("blessed"):
+        return False
+    blessed = dict(anomalies.get_json_value_custom_property("blessed") or {})
+    return bool(blessed) and all(int(value) == 1 for value in blessed.values())
+
+
+def _inputs_of_producer(store: Any, artifact_ids: list[int], input_key: str) -> dict[int, int]:
+    """For each artifact id: the id of the ``input_key`` input of the execution that produced it."""
+    if not artifact_ids:
+        return {}
+    producer = {
+        e.artifact_id: e.execution_id
+        for e in store.get_events_by_artifact_ids(artifact_ids)
+        if e.type == metadata_store_pb2.Event.OUTPUT
+    }
+    inputs = {
+        e.execution_id: e.artifact_id
+        for e in store.get_events_by_execution_ids(sorted(set(producer.values())))
+        if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == input_key
+    }
+    return {a: inputs[x] for a, x in producer.items() if x in inputs}
+
+
+def validated_examples_ids(store: Any, anomalies: list[types.Artifact]) -> set[int]:
+    """Ids of Examples artifacts whose newest validation found no anomalies."""
+    stats_of = _inputs_of_producer(store, [a.id for a in anomalies], "statistics")
+    examples_of_stats = _inputs_of_producer(store, sorted(set(stats_of.values())), "examples")
+    newest: dict[int, types.Artifact] = {}
+    for artifact in anomalies:
+        examples_id = examples_of_stats.get(stats_of.get(artifact.id, -1))
+        if examples_id is not None and (examples_id not in newest or artifact.id > newest[examples_id].id):
+            newest[examples_id] = artifact
+    return {examples_id for examples_id, artifact in newest.items() if is_clean(artifact)}
+
+
+def validated_window(
+    examples: list[types.Artifact], clean_ids: set[int], num_spans: int
+) -> list[types.Artifact]:
+    """The newest Examples of each of the latest ``num_spans`` clean spans, newest span first."""
+    newest: dict[int, types.Artifact] = {}
+    for artifact in examples:
+        span = span_of(artifact)
+        if span not in newest or artifact.id > newest[span].id:
+            newest[span] = artifact
+    clean = sorted((s for s, a in newest.items() if a.id in clean_ids), reverse=True)
+    left_out = sorted(set(newest) - set(clean))
+    if left_out:
+        log.info("training window leaves out spans with anomalies: %s", left_out)
+    return [newest[s] for s in clean[:num_spans]]
+
+
+class ValidatedSpanWindowStrategy(tfx.dsl.experimental.ResolverStrategy):
+    """Resolver strategy: ``examples`` → the validated rolling window (config ``num_spans``)."""
+
+    def __init__(self, num_spans: int):
+        self._num_spans = int(num_spans)
+
+    def resolve_artifacts(self, store: Any, input_dict: dict[str, list[types.Artifact]]):
+        clean_ids = validated_examples_ids(store, input_dict["anomalies"])
+        window = validated_window(input_dict["examples"], clean_ids, self._num_spans)
+        log.info("training window: spans %s", [span_of(a) for a in window])
+        return {"examples": window, "anomalies": []} if window else None
