@@ -181,4 +181,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--poll-seconds", type=float, default=60.0, help="how often to look for new spans (default 60)"
     )
     local.add_argument("--max-runs", type=int, help="stop after this many pipeline runs (tests, demos)")
+    local.add_argument("--once", action="store_true", help="check once, run if needed, and exit (cron)")
+    local.add_argument("--run-command", help="the retraining command (default: `tfx-canary run --home HOME`)")
+    local.add_argument(
+        "--after-push",
+        help="command run after a push to continue the canary; {version} is replaced by the new version",
+    )
     schedule.set_defaults(func=_schedule)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from kubeflow.cloud_config import CloudConfig
@@ -56,13 +57,16 @@ def cloud_pipeline_config(cloud: CloudConfig):
     )
 
 
-def compile_pipeline(cloud: CloudConfig, target: str, output_dir: str | Path) -> Path:
-    """Write the compiled pipeline for ``target`` ('vertex' or 'kfp') into ``output_dir``; return its path."""
+def compile_pipeline(
+    cloud: CloudConfig, target: str, output_dir: str | Path, build: Callable | None = None
+) -> Path:
+    """Write the compiled pipeline for ``target`` ('vertex' or 'kfp') into ``output_dir``; return its path.
+
+    ``build`` makes the ``tfx.dsl.Pipeline`` from the config (default: ``pipeline.pipeline.create_pipeline``).
+    """
     if target not in TARGET_SUFFIX:
         raise ValueError(f"unknown target {target!r}; choose one of {sorted(TARGET_SUFFIX)}")
     from tfx import v1 as tfx
-
-    from pipeline.pipeline import create_pipeline
 
     config = cloud_pipeline_config(cloud)
     output_dir = Path(output_dir)
@@ -76,7 +80,9 @@ def compile_pipeline(cloud: CloudConfig, target: str, output_dir: str | Path) ->
         output_filename=file_name,
     )
     logger.info("Compiling pipeline %s for %s with image %s", config.name, target, cloud.image)
-    runner.run(create_pipeline(config), write_out=True)
+    if build is None:
+        from pipeline.pipeline import create_pipeline as build
+    runner.run(build(config), write_out=True)
     path = output_dir / file_name
     logger.info("Wrote %s (%d bytes)", path, path.stat().st_size)
     return path

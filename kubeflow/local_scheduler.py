@@ -1,0 +1,340 @@
+"""`tfx-canary schedule --local`: retrain on this machine when a new span lands, one run at a time.
+
+Every wake-up (each ``--poll-seconds``, or each ``--cron`` tick) the daemon fingerprints the data
+spans and compares them with the last run it recorded. If nothing changed it logs that and sleeps.
+If something did, it takes the run lock and runs the pipeline as a child process (`tfx-canary run`),
+so a crash of the pipeline never takes the daemon down. When the run pushes a new version it runs
+the after-push command (e.g. `tfx-canary rollout ...`) to carry on the canary. The outcome and the
+fingerprint are recorded atomically only when a run finishes, so a daemon killed mid-run retries
+the same data after a restart; the pipeline's safe publish guarantees no half-written version.
+
+The run lock is an ``fcntl`` lock on ``<home>/scheduler/run.lock``: the kernel drops it when its
+holder dies, so it survives crashes. The file also names the holder's pid, which is how a leftover
+file from a dead holder is recognised (and logged) as stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeflow.cron import CronSchedule, parse_vertex_cron
+
+logger = logging.getLogger("tfx_canary.scheduler")
+
+STOP_GRACE_SECONDS = 60.0
+
+
+class RunLock:
+    """An exclusive, crash-proof lock on a file that also records who holds it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = None
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False if a live process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for as long as the lock is held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        previous = self.holder()
+        if previous:
+            logger.warning("Found a stale run lock (%s): its holder is gone; taking it over", previous)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid={os.getpid()} since={dt.datetime.now().isoformat(timespec='seconds')}\n")
+        handle.flush()
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.flush()
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+        self._handle = None
+
+
+def data_fingerprint(data_root: Path) -> tuple[str, list[str]]:
+    """A hash of every file under the span folders (name, size, mtime) and the span names seen."""
+    digest = hashlib.sha256()
+    spans = []
+    if data_root.is_dir():
+        for span_dir in sorted(
+            p for p in data_root.iterdir() if p.is_dir() and re.fullmatch(r"span-\d+", p.name)
+        ):
+            spans.append(span_dir.name)
+            for path in sorted(span_dir.rglob("*")):
+                if path.is_file():
+                    stat = path.stat()
+                    digest.update(
+                        f"{path.relative_to(data_root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+                    )
+    return digest.hexdigest(), spans
+
+
+def served_versions(model_dir: Path) -> set[int]:
+    """Integer version folders TF Serving would load."""
+    if not model_dir.is_dir():
+        return set()
+    return {int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()}
+
+
+def write_json_atomically(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w") as handle:
+        json.dump(value, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    home: Path
+    data_root: Path
+    model_dir: Path  # <serving_root>/<model>: where a push shows up as a new integer folder
+    run_command: tuple[str, ...]
+    after_push_command: tuple[str, ...] = ()
+    poll_seconds: float = 60.0
+    cron: CronSchedule | None = None
+    max_runs: int | None = None
+    once: bool = False  # one check, then exit (for cron)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "scheduler"
+
+
+class LocalScheduler:
+    """The daemon loop; `stop()` (or SIGTERM) ends it cleanly, stopping a running pipeline first."""
+
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self.settings = settings
+        self.lock = RunLock(settings.state_dir / "run.lock")
+        self.state_path = settings.state_dir / "state.json"
+        self._stop = threading.Event()
+        self._child: subprocess.Popen | None = None
+        self.runs = 0
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def load_state(self) -> dict:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError:
+            logger.warning("Scheduler state %s is unreadable; treating the data as new", self.state_path)
+            return {}
+
+    def _sleep_until_next_check(self) -> None:
+        if self.settings.cron is None:
+            self._stop.wait(self.settings.poll_seconds)
+            return
+        now = dt.datetime.now().astimezone()
+        wake = self.settings.cron.next_after(now)
+        logger.info(
+            "Next check at %s (cron %s)", wake.isoformat(timespec="minutes"), self.settings.cron.expression
+        )
+        self._stop.wait(max(0.0, (wake - now).total_seconds()))
+
+    def serve_forever(self) -> int:
+        logger.info(
+            "Local scheduler started (pid %d): watching %s, runs `%s`",
+            os.getpid(),
+            self.settings.data_root,
+            shlex.join(self.settings.run_command),
+        )
+        while not self._stop.is_set():
+            self.check_once()
+            if self.settings.once:
+                break
+            if self.settings.max_runs is not None and self.runs >= self.settings.max_runs:
+                logger.info("Reached --max-runs=%d; stopping", self.settings.max_runs)
+                break
+            if not self._stop.is_set():
+                self._sleep_until_next_check()
+        logger.info("Local scheduler stopped")
+        return 0
+
+    def check_once(self) -> str:
+        """One decision: 'skipped', 'locked', 'pushed', 'no-push', 'failed' or 'stopped'."""
+        fingerprint, spans = data_fingerprint(self.settings.data_root)
+        state = self.load_state()
+        if not spans:
+            logger.info("No spans under %s yet; nothing to train on", self.settings.data_root)
+            return "skipped"
+        if state.get("fingerprint") == fingerprint:
+            logger.info(
+                "Nothing changed since the last run (%s, %s); skipping",
+                state.get("finished"),
+                state.get("outcome"),
+            )
+            return "skipped"
+        if not self.lock.acquire():
+            logger.info("Another pipeline run holds the lock (%s); skipping this check", self.lock.holder())
+            return "locked"
+        try:
+            return self._run(fingerprint, spans)
+        finally:
+            self.lock.release()
+
+    def _run(self, fingerprint: str, spans: list[str]) -> str:
+        before = served_versions(self.settings.model_dir)
+        log_path = self.settings.state_dir / "runs" / f"{dt.datetime.now():%Y%m%dT%H%M%S}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        logger.info(
+            "New data (latest %s, %d spans): starting a pipeline run, log %s", spans[-1], len(spans), log_path
+        )
+        started = time.monotonic()
+        exit_code = self._run_child(self.settings.run_command, log_path)
+        self.runs += 1
+        seconds = time.monotonic() - started
+        if exit_code is None:
+            logger.info(
+                "Stopped during the run after %.0f s; the same data will be retried on restart", seconds
+            )
+            return "stopped"
+        new_versions = sorted(served_versions(self.settings.model_dir) - before)
+        if exit_code != 0:
+            outcome = "failed"
+            logger.error(
+                "The pipeline run failed (exit %d) after %.0f s; waiting for new data. Last lines:\n%s",
+                exit_code,
+                seconds,
+                tail(log_path),
+            )
+        elif new_versions:
+            outcome = "pushed"
+            logger.info("The run pushed version %s in %.0f s", new_versions[-1], seconds)
+        else:
+            outcome = "no-push"
+            logger.info(
+                "The run finished in %.0f s without a new version (refused or not blessed):\n%s",
+                seconds,
+                tail(log_path),
+            )
+        write_json_atomically(
+            self.state_path,
+            {
+                "fingerprint": fingerprint,
+                "spans": spans,
+                "outcome": outcome,
+                "exit_code": exit_code,
+                "new_versions": new_versions,
+                "finished": dt.datetime.now().isoformat(timespec="seconds"),
+                "log": str(log_path),
+            },
+        )
+        if outcome == "pushed" and self.settings.after_push_command:
+            self._continue_rollout(new_versions[-1], log_path)
+        return outcome
+
+    def _continue_rollout(self, version: int, log_path: Path) -> None:
+        command = tuple(part.replace("{version}", str(version)) for part in self.settings.after_push_command)
+        logger.info("Continuing the canary rollout of version %d: `%s`", version, shlex.join(command))
+        exit_code = self._run_child(command, log_path)
+        if exit_code == 0:
+            logger.info("Rollout command finished")
+        elif exit_code is not None:
+            logger.error(
+                "Rollout command failed (exit %d); the version stays where it is. Last lines:\n%s",
+                exit_code,
+                tail(log_path),
+            )
+
+    def _run_child(self, command: Sequence[str], log_path: Path) -> int | None:
+        """Run ``command`` in its own process group; None if stopped (the child is terminated)."""
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        with open(log_path, "ab") as log:
+            child = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+            self._child = child
+            try:
+                while True:
+                    try:
+                        return child.wait(timeout=0.5)
+                    except subprocess.TimeoutExpired:
+                        if self._stop.is_set():
+                            self._terminate(child)
+                            return None
+            finally:
+                self._child = None
+
+    def _terminate(self, child: subprocess.Popen) -> None:
+        logger.info("Stopping the running pipeline (pid %d)", child.pid)
+        os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            logger.warning("The pipeline ignored SIGTERM for %.0f s; killing it", STOP_GRACE_SECONDS)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def settings_from_args(args: argparse.Namespace) -> SchedulerSettings:
+    from pipeline.config import PipelineConfig, default_home
+
+    home = Path(args.home) if args.home else default_home()
+    overrides = {"home": str(home)}
+    config = PipelineConfig.from_yaml(args.config, **overrides) if args.config else PipelineConfig(home=home)
+    run_command = [sys.executable, "-m", "tfx_canary.cli", "run", "--home", str(home)]
+    if args.config:
+        run_command += ["--config", args.config]
+    return SchedulerSettings(
+        home=home,
+        data_root=Path(config.data_root),
+        model_dir=Path(config.serving_model_dir),
+        run_command=tuple(shlex.split(args.run_command)) if args.run_command else tuple(run_command),
+        after_push_command=tuple(shlex.split(args.after_push)) if args.after_push else (),
+        poll_seconds=args.poll_seconds,
+        cron=parse_vertex_cron(args.cron) if args.cron else None,
+        max_runs=args.max_runs,
+        once=args.once,
+    )
+
+
+def run_daemon_from_args(args: argparse.Namespace) -> int:
+    scheduler = LocalScheduler(settings_from_args(args))
+    signal.signal(signal.SIGTERM, scheduler.stop)
+    signal.signal(signal.SIGINT, scheduler.stop)
+    return scheduler.serve_forever()

@@ -1,0 +1,119 @@
+"""`tfx-canary compile`: the project's own create_pipeline, compiled by KubeflowV2DagRunner, strictly parsed.
+
+The JSON is parsed into ``pipeline_spec_pb2.PipelineJob`` and the YAML through kfp's own loader
+(what ``create_recurring_run`` uses), both rejecting unknown fields.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+pytest.importorskip("pipeline.pipeline", reason="pipeline/ has not landed")
+
+from kfp.client import client as kfp_client
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kubeflow.cloud_config import load_cloud_config
+from kubeflow.compile import compile_pipeline
+from pipeline.pipeline import create_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    return load_cloud_config(ROOT / "kubeflow" / "cloud.example.yaml", environ={})
+
+
+@pytest.fixture(scope="module")
+def ingest_specs(cloud, tmp_path_factory) -> dict[str, Path]:
+    """The ingest-and-validate part of create_pipeline (no resolvers), compiled in both formats."""
+    out = tmp_path_factory.mktemp("compiled")
+    build = functools.partial(create_pipeline, ingest_only=True)
+    return {target: compile_pipeline(cloud, target, out, build=build) for target in ("vertex", "kfp")}
+
+
+def executors(spec: pipeline_spec_pb2.PipelineSpec) -> dict:
+    return json_format.MessageToDict(spec.deployment_spec)["executors"]
+
+
+def test_vertex_json_is_a_strict_pipeline_job(cloud, ingest_specs) -> None:
+    path = ingest_specs["vertex"]
+    assert path.name == "taxi-tips.json"
+    job = json_format.ParseDict(json.loads(path.read_text()), pipeline_spec_pb2.PipelineJob())
+    assert job.display_name == "taxi-tips"
+    assert job.runtime_config.gcs_output_directory == f"{cloud.pipeline_root}/taxi-tips"
+    assert job.labels["tfx_runner"] == "kubeflow_v2"
+    spec = json_format.ParseDict(
+        json_format.MessageToDict(job.pipeline_spec), pipeline_spec_pb2.PipelineSpec()
+    )
+    assert spec.pipeline_info.name == "taxi-tips"
+
+
+def test_kfp_yaml_is_a_strict_pipeline_spec(ingest_specs) -> None:
+    path = ingest_specs["kfp"]
+    assert path.name == "taxi-tips.yaml"
+    spec = kfp_client._extract_pipeline_yaml(str(path)).pipeline_spec
+    assert spec.pipeline_info.name == "taxi-tips"
+    assert sorted(spec.root.dag.tasks) == [
+        "CsvExampleGen",
+        "ExampleValidator",
+        "ImportSchemaGen",
+        "StatisticsGen",
+    ]
+
+
+def test_task_graph_images_and_importable_executors(cloud, ingest_specs) -> None:
+    job = json.loads(ingest_specs["vertex"].read_text())
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert tasks["StatisticsGen"]["dependentTasks"] == ["CsvExampleGen"]
+    assert sorted(tasks["ExampleValidator"]["dependentTasks"]) == ["ImportSchemaGen", "StatisticsGen"]
+    spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    for name, executor in executors(spec).items():
+        container = executor["container"]
+        assert container["image"] == cloud.image, name
+        class_path = container["args"][container["args"].index("--executor_class_path") + 1]
+        assert not class_path.startswith("__main__"), (
+            f"{name} runs {class_path}, which the image cannot import"
+        )
+
+
+def test_dataflow_beam_args_reach_every_beam_component(cloud, ingest_specs) -> None:
+    text = ingest_specs["vertex"].read_text()
+    for argument in cloud.beam_args(()):
+        assert argument in text, f"{argument} is missing from the compiled pipeline"
+    assert "--runner=FnApiRunner" not in text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="create_pipeline's ImportSchemaGen names a schema file in this checkout, absent from the image",
+)
+def test_compiled_spec_names_no_file_from_this_checkout(ingest_specs) -> None:
+    local_paths = set(re.findall(re.escape(str(ROOT)) + r"[^\"\\ ]*", ingest_specs["vertex"].read_text()))
+    assert not local_paths, f"paths that do not exist in the pipeline image: {sorted(local_paths)}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="KubeflowV2 compiles only LatestArtifact/LatestBlessedModel resolvers; SpanWindow is custom",
+)
+def test_full_pipeline_compiles_with_a_blessing_gated_pusher(cloud, tmp_path) -> None:
+    path = compile_pipeline(cloud, "vertex", tmp_path)
+    spec = json_format.ParseDict(
+        json.loads(path.read_text())["pipelineSpec"], pipeline_spec_pb2.PipelineSpec()
+    )
+    tasks = json_format.MessageToDict(spec.root.dag)["tasks"]
+    condition = tasks["Pusher"]["triggerPolicy"]["condition"]
+    assert "_Evaluator.blessing" in condition and "['blessed'] == 1.0" in condition
+    schemas = json.dumps(json_format.MessageToDict(spec.components))
+    if "ServingConfig" in schemas:
+        assert "title: canary.ServingConfig" in schemas
