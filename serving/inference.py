@@ -47,7 +47,19 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[st
             raise invalid_argument(
                 f"Expects arg[{index}] to be {spec.dtype_name} but {value.dtype} is provided"
             )
+        if spec.shape is not None and not _compatible(value.shape, spec.shape):
+            wanted = [-1 if d is None else d for d in spec.shape]
+            raise invalid_argument(
+                f"Input {alias} has shape {list(value.shape)}, which is not compatible with the "
+                f"signature's {wanted}"
+            )
     return inputs
+
+
+def _compatible(shape: tuple[int, ...], declared: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(declared) and all(
+        d is None or d == s for s, d in zip(shape, declared, strict=True)
+    )
 
 
 def predict(

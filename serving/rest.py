@@ -155,6 +155,7 @@ class RestApi:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "tfx-canary-model-server"
+    timeout = 120  # seconds an idle keep-alive connection may hold a thread
     sys_version = ""
     rest_server: RestServer  # set on the subclass made per server
 
@@ -216,6 +217,13 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 1024  # the stdlib's 5 resets connections under a burst of clients
+
+
 class RestServer:
     """A thread per connection (keep-alive), with in-flight tracking so stop() can drain."""
 
@@ -226,10 +234,7 @@ class RestServer:
         self._in_flight = 0
         self._idle = threading.Condition()
         handler = type("Handler", (_Handler,), {"rest_server": self})
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._httpd = ThreadingHTTPServer((host, max(port, 0)), handler)
-        self._httpd.daemon_threads = True
-        self._httpd.block_on_close = False
+        self._httpd = _HTTPServer((host, max(port, 0)), handler)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="rest-server", daemon=True)
 

@@ -1,0 +1,161 @@
+"""Batching: merging, padding, limits, queue-full 503, timeout 504, and identical results."""
+
+from __future__ import annotations
+
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from serving.batching import BatchScheduler
+from serving.configs import BatchingOptions, ConfigError, read_batching_parameters
+from serving.errors import ServingError
+from serving.servable import Servable
+from tests.serving.conftest import http_request, start_server
+
+
+class RecordingSignature:
+    """A real signature that also remembers the batch sizes it was called with."""
+
+    def __init__(self, signature) -> None:
+        self.signature = signature
+        self.batch_sizes: list[int] = []
+
+    def __call__(self, inputs):
+        self.batch_sizes.append(len(inputs["x"]))
+        return self.signature(inputs)
+
+
+@pytest.fixture(scope="module")
+def signature(half_plus_versions):
+    return Servable("m", 1, str(half_plus_versions / "1")).signature("serving_default")
+
+
+def _x(*values: float) -> dict[str, np.ndarray]:
+    return {"x": np.array(values, dtype=np.float32)}
+
+
+def test_concurrent_calls_are_merged_and_each_caller_gets_its_rows(signature):
+    recording = RecordingSignature(signature)
+    scheduler = BatchScheduler(
+        BatchingOptions(max_batch_size=16, batch_timeout_micros=200_000, num_batch_threads=1)
+    )
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: scheduler.run(recording, _x(i, i + 0.5), 10), range(8)))
+    finally:
+        scheduler.stop()
+    for i, outputs in enumerate(results):
+        assert outputs["y"].tolist() == [0.5 * i + 2, 0.5 * (i + 0.5) + 2]
+    assert sum(recording.batch_sizes) == 16
+    assert len(recording.batch_sizes) < 8  # merged: fewer model calls than requests
+
+
+def test_batches_are_padded_to_allowed_sizes(signature):
+    recording = RecordingSignature(signature)
+    scheduler = BatchScheduler(
+        BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 8), num_batch_threads=1)
+    )
+    try:
+        outputs = scheduler.run(recording, _x(1.0, 2.0, 3.0), 10)
+    finally:
+        scheduler.stop()
+    assert recording.batch_sizes == [4]
+    assert outputs["y"].tolist() == [2.5, 3.0, 3.5]
+
+
+def test_a_request_larger_than_max_batch_size_is_rejected(signature):
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=2, num_batch_threads=1))
+    try:
+        with pytest.raises(ServingError, match="Task size 3 is larger than maximum input batch size 2"):
+            scheduler.run(signature, _x(1.0, 2.0, 3.0), 10)
+    finally:
+        scheduler.stop()
+
+
+def test_batching_parameters_file_is_strict(tmp_path):
+    good = tmp_path / "batching.txt"
+    good.write_text(
+        "max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n"
+        "max_enqueued_batches { value: 1000000 }\nnum_batch_threads { value: 8 }\n"
+        "allowed_batch_sizes: 32\nallowed_batch_sizes: 128\n"
+    )
+    options = read_batching_parameters(str(good), default_threads=2)
+    assert (options.max_batch_size, options.num_batch_threads, options.allowed_batch_sizes) == (
+        128,
+        8,
+        (32, 128),
+    )
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text("max_batch_size { value: 8 }\nmax_batch_sizes { value: 9 }\n")
+    with pytest.raises(ConfigError, match='no field named "max_batch_sizes"'):
+        read_batching_parameters(str(unknown), default_threads=2)
+    inconsistent = tmp_path / "inconsistent.txt"
+    inconsistent.write_text("max_batch_size { value: 64 }\nallowed_batch_sizes: 32\n")
+    with pytest.raises(ConfigError, match="final entry in allowed_batch_sizes must equal max_batch_size"):
+        read_batching_parameters(str(inconsistent), default_threads=2)
+
+
+def _batching_file(tmp_path, **values) -> str:
+    path = tmp_path / "batching.txt"
+    path.write_text("".join(f"{k} {{ value: {v} }}\n" for k, v in values.items()))
+    return str(path)
+
+
+def test_results_are_identical_with_and_without_batching(tmp_path, contract_root):
+    config = str(contract_root / "models.config")
+    rng = random.Random(7)
+    bodies = [
+        {"instances": [round(rng.uniform(-100, 100), 3) for _ in range(rng.randint(1, 4))]} for _ in range(48)
+    ]
+    answers = {}
+    batching = _batching_file(tmp_path, max_batch_size=32, batch_timeout_micros=2000, num_batch_threads=2)
+    for mode, extra in (
+        ("plain", {}),
+        ("batched", {"enable_batching": True, "batching_parameters_file": batching}),
+    ):
+        with (
+            start_server(
+                model_config_file=config, allow_version_labels_for_unavailable_models=True, **extra
+            ) as s,
+            ThreadPoolExecutor(16) as pool,
+        ):
+            answers[mode] = list(
+                pool.map(
+                    lambda b: http_request(s.rest_port, "POST", "/v1/models/half_plus:predict", b)[2],
+                    bodies,
+                )
+            )
+    assert answers["batched"] == answers["plain"]
+    assert answers["plain"][0] == {"predictions": [0.5 * x + 3.0 for x in bodies[0]["instances"]]}
+
+
+def test_full_queue_is_503_and_timeout_is_504(tmp_path, contract_root):
+    batching = _batching_file(
+        tmp_path,
+        max_batch_size=2,
+        batch_timeout_micros=3_000_000,
+        max_enqueued_batches=1,
+        num_batch_threads=1,
+    )
+    with start_server(
+        model_config_file=str(contract_root / "models.config"),
+        allow_version_labels_for_unavailable_models=True,
+        enable_batching=True,
+        batching_parameters_file=batching,
+        rest_api_timeout_in_ms=1000,
+    ) as server:
+        path = "/v1/models/half_plus:predict"
+        first: list = []
+        waiting = threading.Thread(
+            target=lambda: first.append(http_request(server.rest_port, "POST", path, {"instances": [1.0]}))
+        )
+        waiting.start()
+        # The first request holds the only queue slot in an open batch that waits 3 s to fill up.
+        server.manager.wait_until(lambda: server.scheduler._queues, timeout=10)
+        status, _h, body = http_request(server.rest_port, "POST", path, {"instances": [1.0, 2.0]})
+        assert status == 503 and "queue" in body["error"]
+        waiting.join()
+        assert first[0][0] == 504  # it waited longer than --rest_api_timeout_in_ms

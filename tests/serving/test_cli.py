@@ -1,0 +1,118 @@
+"""``tfx-canary serve``: TF Serving's flags and start-up errors, and SIGTERM draining in-flight requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from serving.options import AUTO_PORT, FlagError, parse_flags
+from tests.serving.conftest import http_request
+
+
+def test_flags_use_tf_serving_names_forms_and_defaults():
+    options = parse_flags(
+        [
+            "--model_base_path=/models/m",
+            "--rest_api_port",
+            "8501",
+            "--enable_batching",
+            "--enable_model_warmup=false",
+        ]
+    )
+    assert (options.port, options.rest_api_port, options.model_name) == (8500, 8501, "default")
+    assert options.enable_batching is True and options.enable_model_warmup is False
+    assert options.file_system_poll_wait_seconds == 1 and options.max_num_load_retries == 5
+    assert options.host == "127.0.0.1"
+    assert parse_flags(
+        ["--model_base_path=/m", "--allow_version_labels_for_unavailable_models=1"]
+    ).allow_version_labels_for_unavailable_models
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model_base_path=/m", "--no_such_flag=1"], "unknown argument: --no_such_flag=1"),
+        ([], "Both server_options.model_base_path and server_options.model_config_file are empty!"),
+        (
+            ["--model_base_path=/m", "--batching_parameters_file=/etc/hostname"],
+            "batching_parameters_file is set without setting server_options.enable_batching to true.",
+        ),
+        (
+            ["--model_base_path=/m", "--enable_batching=maybe"],
+            "Couldn't interpret value maybe for flag enable_batching.",
+        ),
+        (["--model_base_path=/m", "--port=abc"], "Couldn't interpret value abc for flag port."),
+        (["--model_base_path=/m", "--port=0"], "grpc_socket_path is empty"),
+        (["--model_base_path=/m", "--port=8500", "--rest_api_port=8500"], "cannot be the same"),
+        (["--model_config_file=/no/such/models.config"], "no such file"),
+    ],
+)
+def test_bad_flags_fail_with_a_clear_message(argv, message):
+    with pytest.raises(FlagError, match=re.escape(message)):
+        parse_flags(argv)
+
+
+def _serve(*flags: str) -> subprocess.Popen:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "tfx_canary.cli", "serve", *flags]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_bad_model_config_fails_start_with_tf_serving_message(tmp_path):
+    bad = tmp_path / "models.config"
+    bad.write_text("improperly formatted file")
+    process = _serve(f"--model_config_file={bad}", f"--port={AUTO_PORT}")
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in err
+
+
+@pytest.mark.e2e
+def test_serve_subprocess_answers_then_drains_on_sigterm(tmp_path, contract_root):
+    batching = tmp_path / "batching.txt"
+    batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1500000 }\n")
+    process = _serve(
+        f"--model_config_file={contract_root / 'models.config'}",
+        "--allow_version_labels_for_unavailable_models=true",
+        f"--port={AUTO_PORT}",
+        f"--rest_api_port={AUTO_PORT}",
+        "--enable_batching=true",
+        f"--batching_parameters_file={batching}",
+    )
+    try:
+        rest_port = None
+        deadline = time.monotonic() + 120
+        while rest_port is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, f"server exited early: {process.stderr.read()}"
+            match = re.search(r"Exporting HTTP/REST API at:127\.0\.0\.1:(\d+)", line)
+            rest_port = int(match.group(1)) if match else None
+        assert rest_port
+        # This request waits ~1.5 s in an open batch; SIGTERM arrives meanwhile and must not cut it off.
+        answers: list = []
+        client = threading.Thread(
+            target=lambda: answers.append(
+                http_request(
+                    rest_port, "POST", "/v1/models/half_plus/labels/stable:predict", {"instances": [2.0]}
+                )
+            )
+        )
+        client.start()
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        client.join(timeout=30)
+        assert answers and answers[0][0] == 200 and answers[0][2] == {"predictions": [3.0]}
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert json.dumps(answers[0][2])
