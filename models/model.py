@@ -26,6 +26,7 @@ from models import features
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
+SEED = 42
 HIDDEN_UNITS = (64, 32, 16)
 
 
@@ -140,6 +141,7 @@ def export_signatures(model: tf.keras.Model, tf_transform_output, spec: features
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point: train on the transformed window, export with all signatures."""
     spec = features.model_spec(fn_args.custom_config)
+    tf.keras.utils.set_random_seed(SEED)  # same data, same steps → same model (reproducible gates)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = _dataset(fn_args, fn_args.train_files, tf_transform_output, spec.label_key)
     evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, spec.label_key)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from tfx_canary import __version__
 
 # Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("kubeflow.cli", "components.cli", "serving.cli")
+COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "kubeflow.cli", "components.cli", "serving.cli")
 
 
 def _version(args: argparse.Namespace) -> int:

@@ -1,0 +1,336 @@
+"""Run the pipeline once on the spans present and say, in plain words, what came out of it.
+
+``run_pipeline(config)`` backfills older spans of the window that were never ingested (a first run
+on several spans), runs the pipeline with ``LocalDagRunner``, reports each component as it finishes
+(name, seconds, ran/cached/skipped) and returns a ``RunResult`` read back from MLMD: the version
+pushed or why nothing was (anomalies, metric values against the thresholds, already pushed).
+TFX's own detailed log goes to ``<pipeline_root>/logs/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import data
+from pipeline.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ComponentRun:
+    name: str
+    seconds: float
+    status: str  # "ran", "cached" or "skipped"
+
+
+@dataclass
+class RunResult:
+    """What one pipeline run did. ``pushed_version`` is None when nothing was pushed; ``reason`` says why."""
+
+    pipeline: str
+    model: str
+    ok: bool = True  # False when a component failed
+    spans: list[int] = field(default_factory=list)  # the span ingested by this run
+    pushed_version: int | None = None
+    pushed_destination: str | None = None
+    reason: str = ""
+    anomalies: list[str] = field(default_factory=list)
+    blessed: bool | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    failed_checks: list[str] = field(default_factory=list)
+    components: list[ComponentRun] = field(default_factory=list)
+    seconds: float = 0.0
+    log_file: str | None = None
+
+
+class _ProgressHandler(logging.Handler):
+    """Turns TFX's "Component X is running/finished" log lines into timed progress lines."""
+
+    _RUNNING = re.compile(r"^Component (\S+) is running\.$")
+    _FINISHED = re.compile(r"^Component (\S+) is finished\.$")
+
+    def __init__(self, progress: Progress):
+        super().__init__(logging.INFO)
+        self.progress = progress
+        self.runs: list[ComponentRun] = []
+        self._started = 0.0
+        self._status = "ran"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self._RUNNING.match(message):
+            self._started, self._status = time.monotonic(), "ran"
+        elif message.startswith("A cached execution"):
+            self._status = "cached"
+        elif message.startswith("Skipping execution for"):
+            self._status = "skipped"
+        elif match := self._FINISHED.match(message):
+            run = ComponentRun(match.group(1), time.monotonic() - self._started, self._status)
+            self.runs.append(run)
+            self.progress(f"  {run.name:<20} {run.seconds:6.1f} s  {run.status}")
+
+
+@contextmanager
+def _tfx_logs(log_file: Path, progress: Progress) -> Iterator[_ProgressHandler]:
+    """Send the full TFX/Beam/TF log to ``log_file`` and only progress lines to ``progress``.
+
+    Console handlers are quietened to errors for the duration unless debug logging is on (-v).
+    """
+    root, absl_logger = logging.getLogger(), logging.getLogger("absl")
+    verbose = root.isEnabledFor(logging.DEBUG)
+    saved_levels = {h: h.level for h in root.handlers}
+    saved_root, saved_absl = root.level, absl_logger.level
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = _ProgressHandler(progress)
+    if not verbose:
+        for console in root.handlers:
+            console.setLevel(logging.ERROR)
+        root.setLevel(logging.INFO)
+    absl_logger.setLevel(logging.INFO)
+    root.addHandler(to_file)
+    absl_logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        absl_logger.removeHandler(handler)
+        root.removeHandler(to_file)
+        to_file.close()
+        for console, level in saved_levels.items():
+            console.setLevel(level)
+        root.setLevel(saved_root)
+        absl_logger.setLevel(saved_absl)
+
+
+def _store(config: PipelineConfig):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(config.metadata_path)
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return metadata_store.MetadataStore(connection)
+
+
+def ingested_spans(config: PipelineConfig) -> set[int]:
+    """Spans this pipeline's CsvExampleGen has already ingested (from MLMD)."""
+    if not config.metadata_path.exists():
+        return set()
+    from pipeline.window import span_of
+
+    store = _store(config)
+    node = store.get_context_by_type_and_name("node", f"{config.name}.CsvExampleGen")
+    if node is None:
+        return set()
+    return {
+        span_of(a)
+        for a in _artifacts(store, store.get_artifacts_by_context(node.id))
+        if a.type_name == "Examples"
+    }
+
+
+def _artifacts(store: Any, mlmd_artifacts: list) -> list:
+    """MLMD artifacts as TFX Artifact objects (typed access to custom properties)."""
+    from tfx.types import artifact_utils
+
+    types = {t.id: t for t in store.get_artifact_types_by_id(sorted({a.type_id for a in mlmd_artifacts}))}
+    result = []
+    for artifact in mlmd_artifacts:
+        result.extend(artifact_utils.deserialize_artifacts(types[artifact.type_id], [artifact]))
+    return result
+
+
+def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> RunResult:
+    """Run once on the spans present; never raises for a failed component (see ``RunResult.ok``)."""
+    say = progress or log.info
+    started = time.monotonic()
+    result = RunResult(pipeline=config.name, model=config.model)
+    spans = data.present_spans(config.data_root)
+    if not spans:
+        result.ok = False
+        result.reason = f"no data spans under {config.data_root}: run `tfx-canary data init` first"
+        return result
+
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    log_file = config.pipeline_root / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    result.log_file = str(log_file)
+    window = spans[-config.span_window :]
+    missing = sorted(set(window[:-1]) - ingested_spans(config))
+    before = _last_execution_id(config)
+    with _tfx_logs(log_file, say) as handler:
+        try:
+            for span in missing:
+                say(f"Ingesting and validating older span {span} (first run on this window)")
+                tfx.orchestration.LocalDagRunner().run(create_pipeline(config, span=span, ingest_only=True))
+            say(
+                f"Running {config.name} ({config.model}) on span {spans[-1]}, window of {len(window)} span(s)"
+            )
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+        except Exception as error:  # a component failed: say which and why, keep the details in the log
+            failed = handler.runs[-1].name if handler.runs else "the pipeline"
+            result.ok = False
+            result.reason = f"{_running_component(log_file) or failed} failed: {error}"
+        result.components = handler.runs
+    _read_outcome(config, before, result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _running_component(log_file: Path) -> str | None:
+    running = re.findall(r"Component (\S+) is running\.", log_file.read_text()) if log_file.exists() else []
+    return running[-1] if running else None
+
+
+def _last_execution_id(config: PipelineConfig) -> int:
+    if not config.metadata_path.exists():
+        return 0
+    return max((e.id for e in _store(config).get_executions()), default=0)
+
+
+def _outputs_of_run(store: Any, config: PipelineConfig, after: int) -> dict[str, dict[str, list]]:
+    """node id → output key → artifacts, for executions of this pipeline newer than ``after``."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    outputs: dict[str, dict[str, list]] = {}
+    for node in store.get_contexts_by_type("node"):
+        if not node.name.startswith(f"{config.name}."):
+            continue
+        node_id = node.name[len(config.name) + 1 :]
+        executions = [e.id for e in store.get_executions_by_context(node.id) if e.id > after]
+        if not executions:
+            continue
+        latest = max(executions)
+        events = [
+            e
+            for e in store.get_events_by_execution_ids([latest])
+            if e.type == metadata_store_pb2.Event.OUTPUT
+        ]
+        artifacts = {
+            a.id: a for a in _artifacts(store, store.get_artifacts_by_id([e.artifact_id for e in events]))
+        }
+        for event in events:
+            key = event.path.steps[0].key if event.path.steps else "output"
+            outputs.setdefault(node_id, {}).setdefault(key, []).append(artifacts[event.artifact_id])
+    return outputs
+
+
+def _read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
+    """Fill the result's spans, anomalies, metrics and push decision from MLMD."""
+    from pipeline.window import span_of
+
+    if not config.metadata_path.exists():
+        return
+    outputs = _outputs_of_run(_store(config), config, after)
+    examples = outputs.get("CsvExampleGen", {}).get("examples", [])
+    result.spans = sorted({span_of(a) for a in examples})
+    for anomalies in outputs.get("ExampleValidator", {}).get("anomalies", []):
+        result.anomalies = describe_anomalies(anomalies.uri)
+    if not result.ok:
+        return
+    if result.anomalies:
+        result.reason = (
+            f"span {', '.join(map(str, result.spans))} has data anomalies, so nothing was trained: "
+            + "; ".join(result.anomalies)
+        )
+        return
+    transformed = outputs.get("Transform", {}).get("transformed_examples", [])
+    if not transformed:
+        result.reason = "no validated span to train on (every span in the window has anomalies)"
+        return
+    evaluation = outputs.get("Evaluator", {}).get("evaluation", [])
+    blessing = outputs.get("Evaluator", {}).get("blessing", [])
+    if evaluation:
+        result.metrics, result.failed_checks = read_evaluation(evaluation[0].uri)
+    if blessing:
+        result.blessed = blessing[0].get_int_custom_property("blessed") == 1
+    pushed = outputs.get("Pusher", {}).get("pushed_model", [])
+    if pushed and pushed[0].get_int_custom_property("pushed") == 1:
+        result.pushed_version = int(pushed[0].get_string_custom_property("pushed_version"))
+        result.pushed_destination = pushed[0].get_string_custom_property("pushed_destination")
+        result.reason = f"pushed version {result.pushed_version} to {result.pushed_destination}"
+    elif result.blessed is False:
+        result.reason = "the model is not blessed: " + "; ".join(
+            result.failed_checks or ["see the Evaluator"]
+        )
+    elif pushed:
+        result.reason = pushed[0].get_string_custom_property("push_reason") or "the Pusher did not push"
+    else:
+        result.reason = "the Pusher did not run"
+
+
+def describe_anomalies(anomalies_uri: str) -> list[str]:
+    """Plain-words lines for every anomaly ExampleValidator recorded, per split."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    lines = []
+    for split_dir in sorted(Path(anomalies_uri).glob("Split-*")):
+        diff_file = split_dir / "SchemaDiff.pb"
+        if not diff_file.exists():
+            continue
+        anomalies = anomalies_pb2.Anomalies()
+        anomalies.ParseFromString(diff_file.read_bytes())
+        split = split_dir.name.removeprefix("Split-")
+        for feature, info in sorted(anomalies.anomaly_info.items()):
+            lines.append(f"{split} split, column {feature}: {info.short_description} ({info.description})")
+        if anomalies.HasField("dataset_anomaly_info"):
+            info = anomalies.dataset_anomaly_info
+            lines.append(f"{split} split: {info.short_description} ({info.description})")
+    return lines
+
+
+def read_evaluation(evaluation_uri: str) -> tuple[dict[str, float], list[str]]:
+    """Overall metric values of the candidate, and the failed threshold checks in plain words."""
+    import tensorflow_model_analysis as tfma
+
+    metrics: dict[str, float] = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for key_and_value in slice_metrics.metric_keys_and_values:
+            key, value = key_and_value.key, key_and_value.value
+            if key.is_diff or not value.HasField("double_value"):
+                continue
+            if key.model_name in ("", "candidate"):
+                metrics[key.name] = round(value.double_value.value, 4)
+    failed = []
+    validation = tfma.load_validation_result(evaluation_uri)
+    for failure in validation.metric_validations_per_slice:
+        for check in failure.failures:
+            what = "change against the baseline" if check.metric_key.is_diff else "value"
+            failed.append(
+                f"{check.metric_key.name} {what} {check.metric_value.double_value.value:.4f} "
+                f"failed the threshold ({_one_line(check.metric_threshold)})"
+            )
+    return metrics, failed
+
+
+def _one_line(message: Any) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(message, as_one_line=True)
+
+
+def summary(result: RunResult) -> str:
+    """The closing lines the CLI prints."""
+    lines = [f"{result.pipeline}: {'PUSHED' if result.pushed_version else 'nothing pushed'}: {result.reason}"]
+    if result.metrics:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(result.metrics.items()))
+        lines.append(f"  metrics: {shown}")
+    if result.anomalies:
+        lines.extend(f"  anomaly: {line}" for line in result.anomalies)
+    lines.append(f"  took {result.seconds:.1f} s; TFX log: {result.log_file}")
+    return "\n".join(lines)
