@@ -28,8 +28,6 @@ from components.release.state import ReleaseError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PLAN = "shadow=60s,5%=60s,25%=60s,50%=60s,100%=60s"
-
 
 @dataclass(frozen=True)
 class Step:

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from tfx_canary import __version__
 
 # Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "kubeflow.cli", "components.cli", "serving.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.cli",
+    "kubeflow.cli",
+    "components.cli",
+    "serving.cli",
+    "serving.rollout_cli",
+)
 
 
 def _version(args: argparse.Namespace) -> int:
