@@ -1,0 +1,196 @@
+"""The pipeline end to end on small spans: push, second version, data gate, model gate, no re-push.
+
+One project home is shared by the runs, in order, like a real deployment receiving data over time.
+Everything is real: TFX LocalDagRunner, Beam FnApiRunner, MLMD SQLite, TF SavedModels on disk.
+"""
+
+import csv
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from models import features
+from pipeline import data, publish
+from pipeline.config import PipelineConfig
+from pipeline.runner import run_pipeline
+
+pytestmark = pytest.mark.e2e
+
+ROWS_PER_SPAN = 250
+COMPONENTS = {
+    "CsvExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "SpanWindow",
+    "Transform",
+    "Trainer",
+    "LatestBlessedModel",
+    "Evaluator",
+    "Pusher",
+}
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    data.init_spans(home / "data" / "taxi", spans=2, rows_per_span=ROWS_PER_SPAN)
+    return PipelineConfig(
+        home=home,
+        span_window=3,
+        train_steps=200,
+        eval_steps=5,
+        warmup_examples=2,
+        min_auc=0.7,
+        min_accuracy=0.6,
+        max_metric_drop=0.1,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(config):
+    """Results of each run, filled as the ordered tests below go."""
+    return {}
+
+
+def _store(config):
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(config.metadata_path)
+    return metadata_store.MetadataStore(connection)
+
+
+def _executed_nodes(config):
+    store = _store(config)
+    return {
+        c.name.split(".", 1)[1]
+        for c in store.get_contexts_by_type("node")
+        if c.name.startswith(config.name + ".") and store.get_executions_by_context(c.id)
+    }
+
+
+def _eval_rows(count=4):
+    with open(data.sample_csv(), newline="") as handle:
+        rows = [r for r, _ in zip(csv.DictReader(handle), range(count), strict=False)]
+    typed = []
+    for row in rows:
+        typed.append(
+            {
+                key: (float(v) if features.raw_dtype(key) == tf.float32 else int(v))
+                if features.raw_dtype(key) != tf.string
+                else v
+                for key, v in row.items()
+                if v != ""
+            }
+        )
+    return typed
+
+
+def _example(row):
+    feature = {}
+    for key, value in row.items():
+        if isinstance(value, float):
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        elif isinstance(value, int):
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        else:
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_first_run_pushes_a_blessed_version(config, runs):
+    result = run_pipeline(config)
+    runs["first"] = result
+    assert result.ok, result.reason
+    assert result.blessed is True and result.pushed_version is not None, result.reason
+    assert result.metrics["auc"] >= config.min_auc
+    assert _executed_nodes(config) == COMPONENTS
+    assert publish.existing_versions(str(config.serving_model_dir)) == [result.pushed_version]
+    assert not [n for n in os.listdir(config.serving_model_dir) if n.startswith(".")]  # no staging left
+
+
+def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
+    version_dir = config.serving_model_dir / str(runs["first"].pushed_version)
+    uuid = (version_dir / "assets.extra" / "mlmd_uuid").read_text()
+    model_id = int(dict(p.split("=") for p in uuid.strip().split(";"))["model_id"])
+    [model_artifact] = _store(config).get_artifacts_by_id([model_id])
+    assert model_artifact.uri.endswith(str(model_id)) or "Trainer" in model_artifact.uri
+    trainer_model = tf.saved_model.load(os.path.join(model_artifact.uri, "Format-Serving"))
+    pushed = tf.saved_model.load(str(version_dir))
+    rows = _eval_rows()
+    examples = tf.constant([_example(r) for r in rows])
+    expected = trainer_model.signatures["serving_default"](examples=examples)["scores"].numpy()
+    got = pushed.signatures["serving_default"](examples=examples)["scores"].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    spec = features.MODELS["taxi_tips"]
+    named = {}
+    for key in spec.input_keys:
+        dtype = features.raw_dtype(key)
+        missing = {tf.float32: features.MISSING_FLOAT, tf.int64: features.MISSING_INT}.get(dtype, "")
+        named[key] = tf.constant([r.get(key, missing) for r in rows], dtype)
+    by_name = pushed.signatures["serving_raw"](**named)["scores"].numpy()
+    np.testing.assert_allclose(by_name, got, rtol=1e-5)
+    warmup = [
+        prediction_log_pb2.PredictionLog.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(str(version_dir / "assets.extra" / "tf_serving_warmup_requests"))
+    ]
+    assert len(warmup) == config.warmup_examples
+    request = warmup[0].predict_log.request
+    assert request.model_spec.signature_name == "serving_default"
+    replayed = pushed.signatures["serving_default"](examples=tf.make_ndarray(request.inputs["examples"]))
+    assert replayed["scores"].shape == (1, 2)
+
+
+def test_a_new_span_pushes_a_second_version(config, runs):
+    assert data.add_span(config.data_root, rows_per_span=ROWS_PER_SPAN) == 3
+    result = run_pipeline(config)
+    runs["second"] = result
+    assert result.ok and result.spans == [3], result.reason
+    assert result.pushed_version is not None and result.pushed_version > runs["first"].pushed_version, (
+        result.reason
+    )
+    versions = publish.existing_versions(str(config.serving_model_dir))
+    assert versions == [runs["first"].pushed_version, result.pushed_version]
+
+
+def test_a_span_with_anomalies_is_not_trained_on_and_the_run_says_why(config, runs):
+    header, spans = data.split_into_spans()
+    rows = [list(r) for r in spans[4][:ROWS_PER_SPAN]]
+    payment = header.index("payment_type")
+    for row in rows:
+        row[payment] = "Bitcoin"  # out of the payment_type domain in every row
+    data.write_span(config.data_root, 4, header, rows)
+    result = run_pipeline(config)
+    assert result.ok and result.spans == [4]
+    assert result.pushed_version is None
+    assert any("payment_type" in line for line in result.anomalies), result.anomalies
+    assert "anomalies" in result.reason and "payment_type" in result.reason
+    assert {c.name: c.status for c in result.components}["Trainer"] == "skipped"
+    assert len(publish.existing_versions(str(config.serving_model_dir))) == 2
+    shutil.rmtree(config.data_root / "span-4")  # the operator withdraws the bad span
+
+
+def test_a_worse_model_is_not_blessed_nor_pushed(config, runs):
+    result = run_pipeline(config.replace(train_steps=1))
+    assert result.ok, result.reason
+    assert result.blessed is False and result.pushed_version is None
+    assert result.failed_checks and "not blessed" in result.reason
+    assert len(publish.existing_versions(str(config.serving_model_dir))) == 2
+
+
+def test_a_rerun_with_nothing_new_pushes_nothing(config, runs):
+    result = run_pipeline(config)
+    assert result.ok and result.blessed is True
+    assert result.pushed_version is None
+    assert f"already pushed as version {runs['second'].pushed_version}" in result.reason
+    statuses = {c.name: c.status for c in result.components}
+    assert statuses["Trainer"] == "cached" and statuses["Transform"] == "cached"
+    assert publish.existing_versions(str(config.serving_model_dir)) == [
+        runs["first"].pushed_version,
+        runs["second"].pushed_version,
+    ]
