@@ -11,7 +11,8 @@ install:
 
 # The main job: prepare data, train, evaluate, push (see README).
 run: install
-	@$(BIN)/tfx-canary version --all
+	@$(BIN)/tfx-canary data init
+	@$(BIN)/tfx-canary run
 
 # All tests. pytest exits 5 when it collects nothing: treat that as a failure, loudly.
 test: install
