@@ -152,20 +152,18 @@ def write_failing_model(base_path: str | os.PathLike, version: int) -> Path:
     return _save(module, {"serving_default": module.predict}, base_path, version)
 
 
-def write_slow_model(base_path: str | os.PathLike, version: int, rounds: int = 150) -> Path:
-    """Answers like the stable fixture (0.5x + 2) but burns CPU first: a canary that is slow."""
+def write_slow_model(base_path: str | os.PathLike, version: int, delay_ms: int = 80) -> Path:
+    """Answers like the stable fixture (0.5x + 2) but waits ``delay_ms`` first, without using CPU
+    (a sleeping tf.data op), so it is slow on its own and does not slow its neighbours."""
     import tensorflow as tf
+    from tensorflow.python.data.experimental.ops import testing
 
     class Slow(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = tf.Variable(tf.random.stateless_normal([256, 256], seed=[1, 2]) / 16.0)
-
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
         def predict(self, x):
-            m = tf.eye(256)
-            m = tf.while_loop(lambda i, m: i < rounds, lambda i, m: (i + 1, tf.tanh(m @ self.w)), (0, m))[1]
-            return {"y": 0.5 * x + 2.0 + 0.0 * tf.reduce_sum(m)}
+            wait = tf.data.Dataset.range(1).apply(testing.sleep(delay_ms * 1000))
+            waited = wait.reduce(tf.constant(0, tf.int64), lambda total, item: total + item)
+            return {"y": 0.5 * x + 2.0 + 0.0 * tf.cast(waited, tf.float32)}
 
     module = Slow()
     return _save(module, {"serving_default": module.predict}, base_path, version)

@@ -64,10 +64,16 @@ def release(tmp_path):
             yield served, target, router, store
 
 
-def controller(target, router, plan, criteria=CRITERIA):
+def controller(target, router, plan, criteria=CRITERIA, max_extensions=2):
     url = f"http://127.0.0.1:{router.port}/monitoring/prometheus/metrics"
     return RolloutController(
-        target, url, parse_plan(plan), criteria, max_extensions=2, settle_s=1.0, retain_seconds=600
+        target,
+        url,
+        parse_plan(plan),
+        criteria,
+        max_extensions=max_extensions,
+        settle_s=1.0,
+        retain_seconds=600,
     )
 
 
@@ -111,7 +117,8 @@ def test_bad_canary_is_rolled_back_automatically(release, plant):
     with SteadyLoad(router.port, "m", threads=2, rate=40) as load:
         plant(served.base_path, 2)
         operations.publish(target, 2)
-        outcome = controller(target, router, "shadow=1.5s,50%=1s").run()
+        # a slow canary also slows the shadow sampling: allow more window extensions before holding
+        outcome = controller(target, router, "shadow=2s,50%=1s", max_extensions=4).run()
         load.stop()
     assert outcome.verdict == "rolled back", outcome.steps
     assert outcome.steps[0]["verdict"] == "fail"
