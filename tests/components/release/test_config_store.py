@@ -64,9 +64,12 @@ def test_hand_written_entries_and_fields_survive(tmp_path):
     assert cs.find_entry(config, "taxi") is not None
 
 
-def _bump_many(root: str, model: str, times: int) -> None:
+def _bump_many(root: str, model: str, times: int, writer: str = "") -> None:
+    """Each call is a distinct change (an identical one would rightly be a no-op)."""
     for i in range(times):
-        cs.update_release(root, model, lambda s, i=i: set_traffic(s, 0.0, step=f"{model}-{i}"))
+        cs.update_release(
+            root, model, lambda s, i=i: set_traffic(s, 0.0, step=f"{model}-{i}", verdict=writer)
+        )
 
 
 def test_concurrent_writers_lose_no_update(tmp_path):
@@ -93,7 +96,7 @@ def test_concurrent_writers_lose_no_update(tmp_path):
 
 def test_concurrent_writers_on_one_model_serialise(tmp_path):
     release_first(tmp_path, "m")
-    threads = [threading.Thread(target=_bump_many, args=(str(tmp_path), "m", 10)) for _ in range(4)]
+    threads = [threading.Thread(target=_bump_many, args=(str(tmp_path), "m", 10, f"w{i}")) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
