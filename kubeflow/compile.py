@@ -7,6 +7,7 @@ the image and the Beam runner come from the cloud config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,9 @@ from kubeflow.cloud_config import CloudConfig
 logger = logging.getLogger(__name__)
 
 TARGET_SUFFIX = {"vertex": ".json", "kfp": ".yaml"}
+# Where the Dockerfile puts the project's sources inside the pipeline image.
+IMAGE_SOURCE_DIR = "/tfx-canary"
+IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_DIR}/pipeline/schema/taxi.pbtxt"
 
 
 def cloud_pipeline_config(cloud: CloudConfig):
@@ -49,6 +53,8 @@ def cloud_pipeline_config(cloud: CloudConfig):
     base = PipelineConfig.from_yaml(cloud.pipeline_config) if cloud.pipeline_config else PipelineConfig()
     values = base.to_dict()
     values["beam_args"] = cloud.beam_args(base.beam_args)
+    # The schema ships inside the image (Dockerfile: COPY . /tfx-canary), not at this checkout's path.
+    values["schema_file"] = values["schema_file"] or IMAGE_SCHEMA_FILE
     return CloudPipelineConfig(
         **values,
         cloud_pipeline_root=cloud.pipeline_root,
@@ -81,7 +87,9 @@ def compile_pipeline(
     )
     logger.info("Compiling pipeline %s for %s with image %s", config.name, target, cloud.image)
     if build is None:
-        from pipeline.pipeline import create_pipeline as build
+        from pipeline.pipeline import create_pipeline
+
+        build = functools.partial(create_pipeline, orchestrator="kubeflow_v2")
     runner.run(build(config), write_out=True)
     path = output_dir / file_name
     logger.info("Wrote %s (%d bytes)", path, path.stat().st_size)

@@ -49,6 +49,12 @@ class PipelineConfig:
     # A candidate may be at most this much worse than the latest blessed model (AUC, or MAE in dollars).
     max_metric_drop: float = 0.01
     warmup_examples: int = 5
+    # REST address (host:port) of the model server that reads the serving root. When set, a new version
+    # is labelled once the server reports it AVAILABLE (phase 2); when empty, only phase 1 is written
+    # and `tfx-canary rollout` / `promote --phase2` finishes the release where the server is reachable.
+    server_address: str = ""
+    # The curated raw-data schema; empty means the one shipped in the `pipeline` package.
+    schema_file: str = ""
     beam_args: tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
 

@@ -5,8 +5,14 @@ CsvExampleGen (the newest span) → StatisticsGen → ImportSchemaGen (curated s
 → Resolver (latest blessed model) → Evaluator (value + change thresholds) → SafePusher (blessed, new
 models only).
 
+→ ServingConfigGen (models.config + stable/canary labels, see ``components/``).
+
 CsvExampleGen reads one span per run. ``create_pipeline(config, span=N, ingest_only=True)`` ingests
 and validates an older span N, which ``pipeline.runner`` uses to backfill the window on a first run.
+
+``orchestrator="kubeflow_v2"`` builds the variant compiled for Vertex AI / Kubeflow Pipelines: TFX
+1.21's V2 compiler accepts only the LatestArtifact and LatestBlessedModel resolver strategies, so
+there the model trains on the span the run ingests instead of the validated K-span window.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.placeholder.placeholder_base import logical_and
 
+from components.serving_config.component import ServingConfigGen
 from pipeline import data
 from pipeline.config import PipelineConfig
 from pipeline.pusher import SafePusher
@@ -26,6 +33,9 @@ from pipeline.window import ValidatedSpanWindowStrategy
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.model.run_fn"
 LABEL_KEYS = {"classification": "big_tipper_xf", "regression": "fare_label_xf"}
+
+
+ORCHESTRATORS = ("local", "kubeflow_v2")
 
 
 def schema_path() -> Path:
@@ -90,12 +100,18 @@ def _metric(name: str, bound: float, higher_is_better: bool, drop: float | None)
 
 
 def create_pipeline(
-    config: PipelineConfig, span: int | None = None, ingest_only: bool = False
+    config: PipelineConfig,
+    span: int | None = None,
+    ingest_only: bool = False,
+    orchestrator: str = "local",
 ) -> tfx.dsl.Pipeline:
     """The training pipeline for ``config.model``, writing under ``config.home``.
 
-    ``span`` pins the span to ingest (default: the newest); ``ingest_only`` stops after validation.
+    ``span`` pins the span to ingest (default: the newest); ``ingest_only`` stops after validation;
+    ``orchestrator`` is ``local`` (LocalDagRunner) or ``kubeflow_v2`` (Vertex AI / Kubeflow Pipelines).
     """
+    if orchestrator not in ORCHESTRATORS:
+        raise ValueError(f"orchestrator {orchestrator!r} is not one of {ORCHESTRATORS}")
     custom_config = {"model": config.model}
     example_gen = tfx.components.CsvExampleGen(
         input_base=str(config.data_root),
@@ -115,7 +131,9 @@ def create_pipeline(
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
         "StatisticsGen"
     )
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(schema_path())).with_id("ImportSchemaGen")
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file or str(schema_path())).with_id(
+        "ImportSchemaGen"
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     ).with_id("ExampleValidator")
@@ -126,20 +144,13 @@ def create_pipeline(
     # ExampleValidator alone blocks nothing: only a span without anomalies in every split goes on.
     blessed = example_validator.outputs["anomalies"].future()[0].custom_property("blessed")
     with tfx.dsl.Cond(logical_and(blessed["train"] == 1, blessed["eval"] == 1)):
-        window = tfx.dsl.Resolver(
-            strategy_class=ValidatedSpanWindowStrategy,
-            config={"num_spans": config.span_window},
-            examples=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.Examples, producer_component_id=example_gen.id
-            ),
-            anomalies=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ExampleAnomalies,
-                producer_component_id=example_validator.id,
-            ),
-        ).with_id("SpanWindow")
-        window.add_upstream_node(example_validator)
+        training_examples = example_gen.outputs["examples"]
+        if orchestrator == "local":
+            window = _span_window(config, example_gen, example_validator)
+            training_examples = window.outputs["examples"]
+            components.append(window)
         transform = tfx.components.Transform(
-            examples=window.outputs["examples"],
+            examples=training_examples,
             schema=schema_gen.outputs["schema"],
             preprocessing_fn=PREPROCESSING_FN,
             custom_config=custom_config,
@@ -159,21 +170,47 @@ def create_pipeline(
             model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         ).with_id("LatestBlessedModel")
         evaluator = tfx.components.Evaluator(
-            examples=window.outputs["examples"],
+            examples=training_examples,
             model=trainer.outputs["model"],
             baseline_model=baseline.outputs["model"],
             eval_config=eval_config(config),
         ).with_id("Evaluator")
-        pusher = SafePusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            examples=example_gen.outputs["examples"],
-            base_directory=str(config.serving_model_dir),
-            pipeline_name=config.name,
-            warmup_examples=config.warmup_examples,
-        ).with_id("Pusher")
-        components += [window, transform, trainer, baseline, evaluator, pusher]
+        components += [transform, trainer, baseline, evaluator]
+        model_blessed = evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
+        with tfx.dsl.Cond(model_blessed):
+            pusher = SafePusher(
+                model=trainer.outputs["model"],
+                model_blessing=evaluator.outputs["blessing"],
+                examples=example_gen.outputs["examples"],
+                base_directory=str(config.serving_model_dir),
+                pipeline_name=config.name,
+                warmup_examples=config.warmup_examples,
+            ).with_id("Pusher")
+            serving_config = ServingConfigGen(
+                pushed_model=pusher.outputs["pushed_model"],
+                serving_root=str(config.serving_root),
+                model_name=config.serving_model_name,
+                server_address=config.server_address or None,
+            ).with_id("ServingConfigGen")
+            components += [pusher, serving_config]
     return _pipeline(config, components)
+
+
+def _span_window(config: PipelineConfig, example_gen, example_validator) -> tfx.dsl.Resolver:
+    """The latest ``span_window`` spans whose validation found no anomalies (local runs only)."""
+    window = tfx.dsl.Resolver(
+        strategy_class=ValidatedSpanWindowStrategy,
+        config={"num_spans": config.span_window},
+        examples=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.Examples, producer_component_id=example_gen.id
+        ),
+        anomalies=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleAnomalies,
+            producer_component_id=example_validator.id,
+        ),
+    ).with_id("SpanWindow")
+    window.add_upstream_node(example_validator)
+    return window
 
 
 def _pipeline(config: PipelineConfig, components: list) -> tfx.dsl.Pipeline:

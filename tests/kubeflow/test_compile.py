@@ -20,7 +20,7 @@ from kfp.client import client as kfp_client
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow.cloud_config import load_cloud_config
-from kubeflow.compile import compile_pipeline
+from kubeflow.compile import IMAGE_SCHEMA_FILE, IMAGE_SOURCE_DIR, compile_pipeline
 from pipeline.pipeline import create_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def cloud():
 def ingest_specs(cloud, tmp_path_factory) -> dict[str, Path]:
     """The ingest-and-validate part of create_pipeline (no resolvers), compiled in both formats."""
     out = tmp_path_factory.mktemp("compiled")
-    build = functools.partial(create_pipeline, ingest_only=True)
+    build = functools.partial(create_pipeline, ingest_only=True, orchestrator="kubeflow_v2")
     return {target: compile_pipeline(cloud, target, out, build=build) for target in ("vertex", "kfp")}
 
 
@@ -91,29 +91,32 @@ def test_dataflow_beam_args_reach_every_beam_component(cloud, ingest_specs) -> N
     assert "--runner=FnApiRunner" not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="create_pipeline's ImportSchemaGen names a schema file in this checkout, absent from the image",
-)
 def test_compiled_spec_names_no_file_from_this_checkout(ingest_specs) -> None:
-    local_paths = set(re.findall(re.escape(str(ROOT)) + r"[^\"\\ ]*", ingest_specs["vertex"].read_text()))
+    text = ingest_specs["vertex"].read_text()
+    local_paths = set(re.findall(re.escape(str(ROOT)) + r"[^\"\\ ]*", text))
     assert not local_paths, f"paths that do not exist in the pipeline image: {sorted(local_paths)}"
+    assert IMAGE_SCHEMA_FILE in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="KubeflowV2 compiles only LatestArtifact/LatestBlessedModel resolvers; SpanWindow is custom",
-)
+def test_image_schema_path_matches_the_dockerfile() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"COPY . {IMAGE_SOURCE_DIR}" in dockerfile
+    assert (ROOT / IMAGE_SCHEMA_FILE.removeprefix(IMAGE_SOURCE_DIR + "/")).is_file()
+
+
 def test_full_pipeline_compiles_with_a_blessing_gated_pusher(cloud, tmp_path) -> None:
     path = compile_pipeline(cloud, "vertex", tmp_path)
     spec = json_format.ParseDict(
         json.loads(path.read_text())["pipelineSpec"], pipeline_spec_pb2.PipelineSpec()
     )
     tasks = json_format.MessageToDict(spec.root.dag)["tasks"]
-    condition = tasks["Pusher"]["triggerPolicy"]["condition"]
-    assert "_Evaluator.blessing" in condition and "['blessed'] == 1.0" in condition
-    schemas = json.dumps(json_format.MessageToDict(spec.components))
-    if "ServingConfig" in schemas:
-        assert "title: canary.ServingConfig" in schemas
+    assert "SpanWindow" not in tasks  # the custom window resolver is local-only
+    assert "CsvExampleGen" in tasks["Transform"]["dependentTasks"]  # trains on the ingested span
+    assert "_ExampleValidator.anomalies" in tasks["Transform"]["triggerPolicy"]["condition"]
+    for gated in ("Pusher", "ServingConfigGen"):
+        condition = tasks[gated]["triggerPolicy"]["condition"]
+        assert "_Evaluator.blessing" in condition and "['blessed'] == 1.0" in condition, gated
+        assert "_ExampleValidator.anomalies" in condition, gated
+    assert "Pusher" in tasks["ServingConfigGen"]["dependentTasks"]
+    schemas = json.dumps({name: json_format.MessageToDict(c) for name, c in spec.components.items()})
+    assert "title: canary.ServingConfig" in schemas
