@@ -79,22 +79,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"error: {error}")
         return 2
-    _forget_easy_install_requires()
     from pipeline.runner import run_pipeline, summary
 
     result = run_pipeline(config, progress=print)
     print(summary(result))
     return 0 if result.ok else 1
-
-
-def _forget_easy_install_requires() -> None:
-    """Let TFX import setuptools under an easy-install console script.
-
-    The ``tfx-canary`` script made by ``setup.py develop`` sets ``__main__.__requires__``; TFX's
-    artifact classes import setuptools, whose pkg_resources then re-resolves the whole dependency
-    tree and fails on any loose end (measured: keyring's ``jaraco.context``). Nothing needs it here.
-    """
-    import __main__
-
-    if hasattr(__main__, "__requires__"):
-        del __main__.__requires__

@@ -78,7 +78,8 @@ def needs_compat_wheels() -> bool:
 def fingerprint(compat: bool) -> str:
     """Everything that changes what gets installed."""
     digest = hashlib.sha256()
-    inputs = [CONSTRAINTS, ROOT / "setup.py", Path(__file__).resolve(), *sorted(COMPAT_DIR.glob("*.*"))]
+    inputs = [CONSTRAINTS, ROOT / "setup.py", ROOT / "pyproject.toml", Path(__file__).resolve()]
+    inputs += sorted(COMPAT_DIR.glob("*.*"))
     for path in inputs:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
