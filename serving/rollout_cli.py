@@ -91,7 +91,7 @@ def register(subparsers) -> None:
         default="http://127.0.0.1:8080/monitoring/prometheus/metrics",
         help="the router's Prometheus endpoint",
     )
-    p.add_argument("--plan", default=DEFAULT_PLAN, help=f"steps as data (default {DEFAULT_PLAN})")
+    p.add_argument("--plan", default=DEFAULT_PLAN, help="steps as data (default %(default)s)")
     p.add_argument("--min-requests", type=int, default=100, help="per side and window; fewer is inconclusive")
     p.add_argument("--max-error-rate-increase", type=float, default=0.01)
     p.add_argument("--max-p99-ratio", type=float, default=1.5)

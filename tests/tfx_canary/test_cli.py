@@ -29,3 +29,16 @@ def test_unknown_command_fails_with_usage() -> None:
     result = subprocess.run([str(SCRIPT), "no-such-command"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "invalid choice: 'no-such-command'" in result.stderr
+
+
+def test_every_subcommand_renders_its_help() -> None:
+    """argparse formats help lazily: a stray ``%`` in a help string only fails on ``--help``."""
+    parser = cli.build_parser()
+    [subparsers] = [a for a in parser._actions if a.dest == "command"]
+    assert {"version", "run", "serve", "status", "rollout", "compile"} <= set(subparsers.choices)
+    for name, subparser in subparsers.choices.items():
+        assert subparser.format_help().startswith("usage: tfx-canary"), name
+        for nested in subparser._actions:  # e.g. `data init`, `data add-span`
+            if isinstance(nested.choices, dict):
+                for sub_name, sub_parser in nested.choices.items():
+                    assert sub_parser.format_help().startswith("usage:"), f"{name} {sub_name}"
