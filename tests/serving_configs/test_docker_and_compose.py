@@ -170,8 +170,11 @@ def router_command_in_kubernetes() -> list[str]:
 def test_router_runs_the_same_command_in_compose_and_kubernetes(compose: dict) -> None:
     router = compose["services"]["router"]
     assert [*router["entrypoint"], *router["command"]] == router_command_in_kubernetes()
-    upstream = next(arg for arg in router["command"] if arg.startswith("--upstream="))
-    assert upstream == "--upstream=http://tf-serving:8501"
+    assert "--server=tf-serving:8501" in router["command"]
+    # The router reads the rollout's weights from the serving root that compose mounts for it.
+    serving_root = next(arg for arg in router["command"] if arg.startswith("--serving-root="))
+    mounts = {volume["target"] for volume in router["volumes"]}
+    assert serving_root.split("=", 1)[1] in mounts
 
 
 def test_router_command_is_accepted_by_the_real_cli() -> None:
