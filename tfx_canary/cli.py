@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from tfx_canary import __version__
 
+PROJECT_PACKAGES = ("tfx_canary", "pipeline", "models", "components", "serving", "kubeflow")
 # Modules that add subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.cli",
@@ -67,11 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Our own loggers say what happens in plain words; TFX, Beam and absl only speak up on warnings
+    # (or everything with -v).
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for package in PROJECT_PACKAGES:
+        logging.getLogger(package).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return int(args.func(args) or 0)
 
 
