@@ -1,8 +1,9 @@
 """tensorflow_model_server's flags: names, defaults and start-up checks (``model_servers/main.cc``).
 
-The same ``ServerOptions`` drives ``tfx-canary serve`` and the in-process ``ModelServer``. Two additions
-that TF Serving does not have: ``--host`` (bind address, default 127.0.0.1) and
-``--rest_api_max_request_bytes`` (request bodies above it get 413). A port of ``-1`` (``AUTO_PORT``)
+The same ``ServerOptions`` drives ``tfx-canary serve`` and the in-process ``ModelServer``. Three additions
+that TF Serving does not have: ``--host`` (bind address, default 127.0.0.1),
+``--rest_api_max_request_bytes`` (request bodies above it get 413) and ``--rest_api_server`` (which HTTP
+server carries the REST API; ``benchmarks/serving_bench.py`` measures them). A port of ``-1`` (``AUTO_PORT``)
 lets the OS choose; ``0`` keeps TF Serving's meaning (that server is off).
 """
 
@@ -14,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 AUTO_PORT = -1
+REST_API_SERVERS = ("threading", "aiohttp")
 
 
 class FlagError(ValueError):
@@ -42,6 +44,7 @@ class ServerOptions:
     saved_model_tags: str = "serve"
     host: str = "127.0.0.1"
     rest_api_max_request_bytes: int = 64 * 1024 * 1024
+    rest_api_server: str = "threading"
 
     def validate(self) -> None:
         """Reject contradictory flags before anything starts, with TF Serving's wording."""
@@ -70,6 +73,10 @@ class ServerOptions:
             raise FlagError("--max_num_load_retries and --load_retry_interval_micros must be non-negative.")
         if self.rest_api_max_request_bytes <= 0:
             raise FlagError("--rest_api_max_request_bytes must be positive.")
+        if self.rest_api_server not in REST_API_SERVERS:
+            raise FlagError(
+                f"--rest_api_server={self.rest_api_server}: choose one of {', '.join(REST_API_SERVERS)}."
+            )
         for name in ("model_config_file", "batching_parameters_file", "monitoring_config_file"):
             path = getattr(self, name)
             if path and not os.path.isfile(path):
@@ -96,7 +103,7 @@ _HELP = {
     "port": "gRPC port (0 = off, needs --grpc_socket_path; -1 = let the OS choose)",
     "grpc_socket_path": "also serve gRPC on this UNIX socket",
     "rest_api_port": "HTTP/REST port (0 = off; -1 = let the OS choose)",
-    "rest_api_num_threads": "accepted for compatibility (REST uses a thread per connection)",
+    "rest_api_num_threads": "REST worker threads with --rest_api_server=aiohttp (0 = 128)",
     "rest_api_timeout_in_ms": "REST request timeout; expiry answers 504",
     "model_name": "model name in single-model mode",
     "model_base_path": "model directory holding integer-named versions (single-model mode)",
@@ -113,6 +120,7 @@ _HELP = {
     "saved_model_tags": "comma-separated MetaGraph tags to load",
     "host": "address to bind (default 127.0.0.1; TF Serving binds all interfaces)",
     "rest_api_max_request_bytes": "largest accepted REST body; bigger gets 413",
+    "rest_api_server": "HTTP server for REST: threading (a thread per connection) or aiohttp",
 }
 
 

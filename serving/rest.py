@@ -55,6 +55,43 @@ def _to_dict(message) -> dict:
     )
 
 
+def body_length(headers, limit: int) -> int | Response:
+    """The body's declared length, or the error answer: chunked (411), bad length (400), too big (413).
+
+    Checked before any of the body is read, so an oversized request costs nothing.
+    """
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return Response(
+            411, rest_json.dumps({"error": "Chunked request bodies are not supported; send Content-Length"})
+        )
+    try:
+        length = int(headers.get("Content-Length") or 0)
+    except ValueError:
+        return Response(400, rest_json.dumps({"error": "Invalid Content-Length header"}))
+    if length < 0:
+        return Response(400, rest_json.dumps({"error": "Invalid Content-Length header"}))
+    if length > limit:
+        message = f"Request body of {length} bytes exceeds the limit of {limit} bytes"
+        message += " (--rest_api_max_request_bytes)"
+        return Response(413, rest_json.dumps({"error": message}))
+    return length
+
+
+def decode_body(body: bytes, headers, limit: int) -> bytes | Response:
+    """Inflate a gzip body, stopping at ``limit`` bytes (a zip bomb gets 413, not our memory)."""
+    if headers.get("Content-Encoding", "").lower() != "gzip":
+        return body
+    try:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        body = decompressor.decompress(body, limit + 1)
+        if len(body) > limit or decompressor.unconsumed_tail:
+            message = f"Decompressed request body exceeds the limit of {limit} bytes"
+            return Response(413, rest_json.dumps({"error": message}))
+    except (zlib.error, gzip.BadGzipFile) as error:
+        return Response(400, rest_json.dumps({"error": f"Failed to decompress gzip body: {error}"}))
+    return body
+
+
 class RestApi:
     """Turns one HTTP request into one response; knows nothing about sockets."""
 
@@ -181,34 +218,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | Response:
         limit = self.rest_server.max_body_bytes
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return Response(
-                411,
-                rest_json.dumps({"error": "Chunked request bodies are not supported; send Content-Length"}),
-            )
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return Response(400, rest_json.dumps({"error": "Invalid Content-Length header"}))
-        if length < 0:
-            return Response(400, rest_json.dumps({"error": "Invalid Content-Length header"}))
-        if length > limit:
-            message = (
-                f"Request body of {length} bytes exceeds the limit of {limit} bytes "
-                "(--rest_api_max_request_bytes)"
-            )
-            return Response(413, rest_json.dumps({"error": message}))
+        length = body_length(self.headers, limit)
+        if isinstance(length, Response):
+            return length
         body = self.rfile.read(length) if length else b""
-        if self.headers.get("Content-Encoding", "").lower() == "gzip":
-            try:
-                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                body = decompressor.decompress(body, limit + 1)
-                if len(body) > limit or decompressor.unconsumed_tail:
-                    message = f"Decompressed request body exceeds the limit of {limit} bytes"
-                    return Response(413, rest_json.dumps({"error": message}))
-            except (zlib.error, gzip.BadGzipFile) as error:
-                return Response(400, rest_json.dumps({"error": f"Failed to decompress gzip body: {error}"}))
-        return body
+        return decode_body(body, self.headers, limit)
 
     def _dispatch(self) -> None:
         self.rest_server.enter()

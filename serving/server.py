@@ -34,6 +34,8 @@ from serving.servable import Servable
 log = logging.getLogger(__name__)
 
 MAX_WARMUP_RECORDS = 1000
+# Requests in flight at once on the aiohttp carrier: enough that a full batch (64) can wait together.
+REST_POOL_THREADS = 128
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
@@ -64,7 +66,7 @@ class ModelServer:
         self.scheduler: BatchScheduler | None = None
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
-        self._rest: RestServer | None = None
+        self._rest = None  # RestServer or AioRestServer
         self._grpc: grpc.Server | None = None
         self._poller: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -138,7 +140,15 @@ class ModelServer:
         if options.rest_api_port == 0:
             return
         port = 0 if options.rest_api_port == AUTO_PORT else options.rest_api_port
-        self._rest = RestServer(RestApi(self), options.host, port, options.rest_api_max_request_bytes)
+        if options.rest_api_server == "aiohttp":
+            from serving.rest_aio import AioRestServer
+
+            threads = options.rest_api_num_threads or REST_POOL_THREADS
+            self._rest = AioRestServer(
+                RestApi(self), options.host, port, options.rest_api_max_request_bytes, threads
+            )
+        else:
+            self._rest = RestServer(RestApi(self), options.host, port, options.rest_api_max_request_bytes)
         self.rest_port = self._rest.port
         self._rest.start()
         log.info("Exporting HTTP/REST API at:%s:%d ...", options.host, self.rest_port)

@@ -49,7 +49,7 @@ class Target:
         return status, data
 
 
-@pytest.fixture(scope="module", params=["embedded", "external"])
+@pytest.fixture(scope="module", params=["embedded", "embedded-aiohttp", "external"])
 def target(request, contract_root):
     if request.param == "external":
         rest, grpc_address = os.environ.get(REST_ENV), os.environ.get(GRPC_ENV)
@@ -60,6 +60,7 @@ def target(request, contract_root):
     server = start_server(
         model_config_file=str(contract_root / "models.config"),
         allow_version_labels_for_unavailable_models=True,
+        rest_api_server="aiohttp" if request.param == "embedded-aiohttp" else "threading",
     )
     try:
         yield Target(f"127.0.0.1:{server.rest_port}", f"127.0.0.1:{server.grpc_port}")

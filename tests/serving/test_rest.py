@@ -8,17 +8,20 @@ import json
 
 import pytest
 
+from serving.options import REST_API_SERVERS
 from tests.serving.conftest import http_request, start_server
 
 PREDICT = "/v1/models/half_plus/versions/1:predict"
 
 
-@pytest.fixture(scope="module")
-def server(contract_root):
+@pytest.fixture(scope="module", params=REST_API_SERVERS)
+def server(request, contract_root):
+    """The same REST behaviour from every HTTP carrier (``--rest_api_server``)."""
     with start_server(
         model_config_file=str(contract_root / "models.config"),
         allow_version_labels_for_unavailable_models=True,
         rest_api_max_request_bytes=4096,
+        rest_api_server=request.param,
     ) as running:
         yield running
 

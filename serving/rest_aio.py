@@ -1,0 +1,104 @@
+"""The REST API on aiohttp: one event-loop thread owns every connection, a fixed pool runs the requests.
+
+An alternative carrier for ``serving.rest.RestApi`` (same routes, limits, answers), selected with
+``--rest_api_server=aiohttp``. HTTP parsing and keep-alive bookkeeping happen in aiohttp's C parser on the
+loop thread instead of a Python thread per connection; ``benchmarks/serving_bench.py`` compares the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from concurrent import futures
+
+from aiohttp import web
+
+from serving.rest import Response, RestApi, body_length, decode_body
+
+
+class AioRestServer:
+    """Same interface as ``serving.rest.RestServer``: ``port``, ``start()``, ``stop(grace_seconds)``."""
+
+    def __init__(self, api: RestApi, host: str, port: int, max_body_bytes: int, threads: int) -> None:
+        self.api = api
+        self.max_body_bytes = max_body_bytes
+        self.draining = False
+        self._in_flight = 0
+        self._pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest")
+        self._socket = socket.create_server((host, max(port, 0)), backlog=1024, reuse_port=False)
+        self.port = self._socket.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._idle: asyncio.Event | None = None
+        self._runner: web.ServerRunner | None = None
+        self._site: web.SockSite | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="rest-server", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+
+    async def _open(self) -> None:
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # auto_decompress off: gzip is inflated by decode_body, which enforces the size limit.
+        server = web.Server(self._handle, auto_decompress=False, keepalive_timeout=120, access_log=None)
+        self._runner = web.ServerRunner(server, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.SockSite(self._runner, self._socket)
+        await self._site.start()
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            close = False
+            body = b""
+            if request.method in ("POST", "PUT", "PATCH"):
+                body = await self._read_body(request)
+            if isinstance(body, Response):
+                response, close = body, True  # the unread body makes the connection unusable
+            else:
+                response = await self._loop.run_in_executor(
+                    self._pool, self.api.handle, request.method, request.raw_path, body
+                )
+            answer = web.Response(
+                status=response.status, body=response.body, headers={"Content-Type": response.content_type}
+            )
+            if close or self.draining:
+                answer.force_close()
+            return answer
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes | Response:
+        length = body_length(request.headers, self.max_body_bytes)
+        if isinstance(length, Response):
+            return length
+        body = await request.content.readexactly(length) if length else b""
+        return decode_body(body, request.headers, self.max_body_bytes)
+
+    def stop(self, grace_seconds: float) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``grace_seconds``), then close."""
+        if not self._thread.is_alive():
+            self._socket.close()
+            self._pool.shutdown(wait=False)
+            return
+        self.draining = True
+        try:
+            asyncio.run_coroutine_threadsafe(self._close(grace_seconds), self._loop).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._pool.shutdown(wait=False)
+
+    async def _close(self, grace_seconds: float) -> None:
+        if self._site is not None:
+            await self._site.stop()  # no new connections
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_seconds)
+        if self._runner is not None:
+            await self._runner.cleanup()
