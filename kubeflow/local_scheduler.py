@@ -10,12 +10,23 @@ the same data after a restart; the pipeline's safe publish guarantees no half-wr
 
 The run lock is an ``fcntl`` lock on ``<home>/scheduler/run.lock``: the kernel drops it when its
 holder dies, so it survives crashes. The file also names the holder's pid, which is how a leftover
-file from a dead holder is recognised (and logged) as stale.
+file from a dead holder is recognised (and logged) as stale. The pipeline child shares the lock
+(it inherits the locked file), so a run that outlives a killed daemon still blocks a second run;
+on Linux the child is also killed with the daemon, so a killed daemon leaves no run behind.
+
+A marker file (``<home>/scheduler/running.json``) exists exactly while a run is in progress. Finding
+it at the next run means the previous run was killed: its leftover staging folders (``.<version>.tmp``,
+never loaded by TF Serving) are removed before the data is retried.
+
+While a version is still being released (labelled ``canary`` but not ``stable``, or listed but not
+yet labelled), a new push would be refused by the release rules, so the daemon waits for the rollout
+to finish (promote or roll back) before retraining.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as dt
 import fcntl
 import hashlib
@@ -24,6 +35,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +84,10 @@ class RunLock:
         self._handle = handle
         return True
 
+    def fileno(self) -> int | None:
+        """The locked file's descriptor while held (children inherit it to share the lock)."""
+        return self._handle.fileno() if self._handle is not None else None
+
     def release(self) -> None:
         if self._handle is None:
             return
@@ -101,11 +117,43 @@ def data_fingerprint(data_root: Path) -> tuple[str, list[str]]:
     return digest.hexdigest(), spans
 
 
+STAGING_NAME = re.compile(r"^\.\d+\.tmp$")  # pipeline.publish stages a version as .<version>.tmp
+
+
 def served_versions(model_dir: Path) -> set[int]:
     """Integer version folders TF Serving would load."""
     if not model_dir.is_dir():
         return set()
     return {int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()}
+
+
+def release_in_progress(serving_root: Path, model: str) -> str:
+    """Why a new version cannot be released yet ('' when it can): a canary or phase 2 is pending."""
+    from components.release.config_store import read_release
+
+    if not (serving_root / "models.config").exists():
+        return ""
+    state = read_release(str(serving_root), model).state
+    if state.in_flight is not None:
+        return (
+            f"version {state.in_flight} is still the canary (stable is {state.stable}); "
+            "it must be promoted or rolled back first (`tfx-canary rollout`, `promote` or `rollback`)"
+        )
+    if state.candidate is not None:
+        return (
+            f"version {state.candidate} is listed but not labelled yet; "
+            "finish it with `tfx-canary promote --phase2` or roll it back"
+        )
+    return ""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the daemon dies (Linux), so no run is orphaned."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the daemon died before the request took effect
+            os._exit(1)
 
 
 def write_json_atomically(path: Path, value: dict) -> None:
@@ -129,10 +177,15 @@ class SchedulerSettings:
     cron: CronSchedule | None = None
     max_runs: int | None = None
     once: bool = False  # one check, then exit (for cron)
+    wait_for_rollout: bool = True  # don't retrain while a canary or phase 2 is pending
 
     @property
     def state_dir(self) -> Path:
         return self.home / "scheduler"
+
+    @property
+    def serving_root(self) -> Path:
+        return self.model_dir.parent
 
 
 class LocalScheduler:
@@ -142,12 +195,19 @@ class LocalScheduler:
         self.settings = settings
         self.lock = RunLock(settings.state_dir / "run.lock")
         self.state_path = settings.state_dir / "state.json"
+        self.running_path = settings.state_dir / "running.json"
         self._stop = threading.Event()
         self._child: subprocess.Popen | None = None
+        self._last_note = ""
         self.runs = 0
 
     def stop(self, *_: object) -> None:
         self._stop.set()
+
+    def _note(self, message: str) -> None:
+        """Log a decision to do nothing at INFO once; the same decision on later polls at DEBUG only."""
+        logger.log(logging.DEBUG if message == self._last_note else logging.INFO, "%s", message)
+        self._last_note = message
 
     def load_state(self) -> dict:
         try:
@@ -189,26 +249,65 @@ class LocalScheduler:
         return 0
 
     def check_once(self) -> str:
-        """One decision: 'skipped', 'locked', 'pushed', 'no-push', 'failed' or 'stopped'."""
+        """One decision: 'skipped', 'waiting', 'locked', 'pushed', 'no-push', 'failed' or 'stopped'."""
         fingerprint, spans = data_fingerprint(self.settings.data_root)
         state = self.load_state()
         if not spans:
-            logger.info("No spans under %s yet; nothing to train on", self.settings.data_root)
+            self._note(f"No spans under {self.settings.data_root} yet; nothing to train on")
             return "skipped"
         if state.get("fingerprint") == fingerprint:
-            logger.info(
-                "Nothing changed since the last run (%s, %s); skipping",
-                state.get("finished"),
-                state.get("outcome"),
+            self._note(
+                f"Nothing changed since the last run ({state.get('finished')}, {state.get('outcome')}); "
+                "skipping"
             )
             return "skipped"
+        if self.settings.wait_for_rollout:
+            busy = self._release_in_progress()
+            if busy:
+                self._note(f"New data, but {busy}; retraining after that")
+                return "waiting"
+        self._last_note = ""
         if not self.lock.acquire():
             logger.info("Another pipeline run holds the lock (%s); skipping this check", self.lock.holder())
             return "locked"
         try:
+            self._recover_interrupted_run()
             return self._run(fingerprint, spans)
         finally:
             self.lock.release()
+
+    def _release_in_progress(self) -> str:
+        try:
+            return release_in_progress(self.settings.serving_root, self.settings.model_dir.name)
+        except Exception as error:  # an unreadable config: the pipeline run will report it properly
+            logger.warning("Could not read the release state under %s: %s", self.settings.serving_root, error)
+            return ""
+
+    def _recover_interrupted_run(self) -> None:
+        """With the lock held: if the last run never finished, remove the staging it left behind."""
+        try:
+            marker = json.loads(self.running_path.read_text())
+        except FileNotFoundError:
+            return
+        except json.JSONDecodeError:
+            marker = {}
+        logger.warning(
+            "The previous run (pid %s, started %s) did not finish; cleaning up after it",
+            marker.get("pid", "?"),
+            marker.get("started", "?"),
+        )
+        self._remove_staging(since=float(marker.get("started_epoch", 0.0)))
+        self.running_path.unlink(missing_ok=True)
+
+    def _remove_staging(self, since: float) -> None:
+        """Remove version staging folders made since ``since`` (unix time): only a killed run's leftovers."""
+        model_dir = self.settings.model_dir
+        if not model_dir.is_dir():
+            return
+        for path in sorted(model_dir.iterdir()):
+            if STAGING_NAME.match(path.name) and path.stat().st_mtime >= since:
+                logger.warning("Removing the half-published version left by that run: %s", path)
+                shutil.rmtree(path, ignore_errors=True)
 
     def _run(self, fingerprint: str, spans: list[str]) -> str:
         before = served_versions(self.settings.model_dir)
@@ -218,10 +317,22 @@ class LocalScheduler:
             "New data (latest %s, %d spans): starting a pipeline run, log %s", spans[-1], len(spans), log_path
         )
         started = time.monotonic()
+        started_epoch = time.time()
+        write_json_atomically(
+            self.running_path,
+            {
+                "pid": os.getpid(),
+                "started": dt.datetime.now().isoformat(timespec="seconds"),
+                "started_epoch": started_epoch,
+                "log": str(log_path),
+            },
+        )
         exit_code = self._run_child(self.settings.run_command, log_path)
         self.runs += 1
         seconds = time.monotonic() - started
         if exit_code is None:
+            self._remove_staging(since=started_epoch)
+            self.running_path.unlink(missing_ok=True)
             logger.info(
                 "Stopped during the run after %.0f s; the same data will be retried on restart", seconds
             )
@@ -257,6 +368,7 @@ class LocalScheduler:
                 "log": str(log_path),
             },
         )
+        self.running_path.unlink(missing_ok=True)
         if outcome == "pushed" and self.settings.after_push_command:
             self._continue_rollout(new_versions[-1], log_path)
         return outcome
@@ -275,11 +387,25 @@ class LocalScheduler:
             )
 
     def _run_child(self, command: Sequence[str], log_path: Path) -> int | None:
-        """Run ``command`` in its own process group; None if stopped (the child is terminated)."""
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        """Run ``command`` in its own process group; None if stopped (the child is terminated).
+
+        The child shares the run lock and (on Linux) dies with the daemon.
+        """
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            "PYTHONUNBUFFERED": "1",  # the run log shows progress as it happens, and survives a kill
+        }
+        lock_fd = self.lock.fileno()
         with open(log_path, "ab") as log:
             child = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                pass_fds=(lock_fd,) if lock_fd is not None else (),
+                preexec_fn=_die_with_parent,  # safe: the daemon is single-threaded
             )
             self._child = child
             try:

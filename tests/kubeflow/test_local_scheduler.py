@@ -29,7 +29,7 @@ from kubeflow.local_scheduler import (
 
 JOB = textwrap.dedent(
     """
-    import pathlib, sys, time
+    import os, pathlib, sys, time
     data_root, model_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     sleep_seconds = float(sys.argv[3])
     latest = sorted(data_root.glob("span-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
@@ -37,11 +37,11 @@ JOB = textwrap.dedent(
         print(f"ExampleValidator found anomalies in {latest.name}: refusing it")
         sys.exit(1)
     model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir.parent / "job-started").write_text(latest.name)
-    time.sleep(sleep_seconds)
     version = max([int(p.name) for p in model_dir.glob("[0-9]*")] + [int(time.time())]) + 1
     staging = model_dir / f".{version}.tmp"
     staging.mkdir(parents=True)
+    (model_dir.parent / "job-started").write_text(str(os.getpid()))
+    time.sleep(sleep_seconds)  # a kill here leaves a half-published staging folder
     (staging / "saved_model.pb").write_text(latest.name)
     staging.rename(model_dir / str(version))
     print(f"pushed version {version}")
@@ -178,6 +178,7 @@ def test_sigterm_mid_run_stops_cleanly_and_a_restart_finishes_the_work(home: Pat
     assert "Local scheduler stopped" in output
     model_dir = home / "serving" / "taxi_tips"
     assert served_versions(model_dir) == set()  # the killed run left no version behind
+    assert list(model_dir.iterdir()) == []  # nor its staging
     assert not (home / "scheduler" / "state.json").exists()  # and recorded nothing
     assert RunLock(home / "scheduler" / "run.lock").holder() == ""  # released on the way out
 
@@ -187,3 +188,76 @@ def test_sigterm_mid_run_stops_cleanly_and_a_restart_finishes_the_work(home: Pat
     assert "The run pushed version" in output
     assert len(served_versions(model_dir)) == 1
     assert json.loads((home / "scheduler" / "state.json").read_text())["outcome"] == "pushed"
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (dead, not yet reaped by its new parent) counts as gone.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def test_sigkill_mid_run_takes_the_run_down_too_and_a_restart_cleans_up(home: Path) -> None:
+    pytest.importorskip("pipeline.config")
+    add_span(home, 1)
+    daemon = scheduler_process(home, 60.0)
+    wait_for(home / "serving" / "job-started")
+    job_pid = int((home / "serving" / "job-started").read_text())
+    daemon.kill()  # SIGKILL: no chance to stop the run or release anything
+    daemon.communicate(timeout=30)
+    lock = RunLock(home / "scheduler" / "run.lock")
+    deadline = time.monotonic() + 30
+    while not lock.acquire():  # the job shares the lock: free means the job is gone too
+        assert time.monotonic() < deadline, f"the lock is still held: {lock.holder()}"
+        time.sleep(0.05)
+    lock.release()
+    if sys.platform.startswith("linux"):
+        assert not process_alive(job_pid), "the run outlived the killed daemon"
+    model_dir = home / "serving" / "taxi_tips"
+    [staging] = [p.name for p in model_dir.iterdir()]
+    assert staging.startswith(".") and staging.endswith(".tmp")  # the half-published version
+    assert served_versions(model_dir) == set()
+
+    restarted = scheduler_process(home, 0.0, "--max-runs", "1")
+    output, _ = restarted.communicate(timeout=60)
+    assert restarted.returncode == 0, output
+    assert "did not finish; cleaning up after it" in output
+    assert f"Removing the half-published version left by that run: {model_dir / staging}" in output
+    assert "The run pushed version" in output
+    assert [p.name for p in model_dir.iterdir() if p.name.startswith(".")] == []
+    assert len(served_versions(model_dir)) == 1
+    assert not (home / "scheduler" / "running.json").exists()
+
+
+def test_new_data_waits_while_a_canary_is_on_trial(home: Path, caplog) -> None:
+    serving_root = home / "serving"
+    serving_root.mkdir()
+    model_dir = serving_root / "taxi_tips"
+    config = textwrap.dedent(
+        f"""
+        model_config_list {{
+          config {{
+            name: "taxi_tips"
+            base_path: "{model_dir}"
+            model_platform: "tensorflow"
+            model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
+            version_labels {{ key: "stable" value: 1 }}
+            version_labels {{ key: "canary" value: 2 }}
+          }}
+        }}
+        """
+    )
+    (serving_root / "models.config").write_text(config)
+    add_span(home, 1)
+    scheduler = LocalScheduler(settings(home))
+    with caplog.at_level("INFO", logger="tfx_canary.scheduler"):
+        assert scheduler.check_once() == "waiting"
+    assert "version 2 is still the canary (stable is 1)" in caplog.text
+    assert served_versions(model_dir) == set()  # nothing ran
+    (serving_root / "models.config").write_text(
+        config.replace("value: 2", "value: 1").replace("versions: 1 versions: 2", "versions: 1")
+    )
+    assert scheduler.check_once() == "pushed"
