@@ -9,10 +9,10 @@ BIN := $(VENV)/bin
 install:
 	@$(PYTHON) tools/bootstrap.py
 
-# The main job: prepare data, train, evaluate, push (see README).
+# The main job: the whole canary loop (data, model server, router, train, canary, rollout, history).
+# Flags go through DEMO_ARGS, e.g. make run DEMO_ARGS="--rows-per-span 900 --train-steps 1000".
 run: install
-	@$(BIN)/tfx-canary data init
-	@$(BIN)/tfx-canary run
+	@$(BIN)/tfx-canary demo $(DEMO_ARGS)
 
 # All tests. pytest exits 5 when it collects nothing: treat that as a failure, loudly.
 test: install

@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from components.release import operations
@@ -66,13 +67,22 @@ class ServedRoot:
 class SteadyLoad:
     """``threads`` clients calling the bare model URL with random keys, each at most ``rate`` req/s.
 
-    Bounded by design: ``stop()`` (or leaving the ``with``) ends it; every answer is counted by status.
+    Each request body is one of ``bodies`` (JSON texts) at random; without them, a one-number
+    ``instances`` body for the fixture models. Bounded by design: ``stop()`` (or leaving the ``with``)
+    ends it; every answer is counted by status.
     """
 
     def __init__(
-        self, port: int, model: str, threads: int = 2, rate: float = 100.0, max_seconds: float = 120.0
+        self,
+        port: int,
+        model: str,
+        threads: int = 2,
+        rate: float = 100.0,
+        max_seconds: float = 120.0,
+        bodies: Sequence[str] = (),
     ):
         self.port, self.model = port, model
+        self.bodies = list(bodies)
         self.threads, self.interval = threads, 1.0 / rate
         self.max_seconds = max_seconds
         self.statuses: Counter = Counter()
@@ -87,7 +97,9 @@ class SteadyLoad:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         deadline = time.monotonic() + self.max_seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
-            body = json.dumps({"instances": [rng.uniform(0.0, 2.0)]})
+            body = (
+                rng.choice(self.bodies) if self.bodies else json.dumps({"instances": [rng.uniform(0.0, 2.0)]})
+            )
             headers = {"Content-Type": "application/json", "X-Request-Key": f"user-{rng.randrange(10**9)}"}
             try:
                 connection.request("POST", f"/v1/models/{self.model}:predict", body, headers)

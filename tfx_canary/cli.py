@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "components.cli",
     "serving.cli",
     "serving.rollout_cli",
+    "tfx_canary.demo",
 )
 
 

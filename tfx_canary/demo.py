@@ -1,0 +1,343 @@
+"""``tfx-canary demo``: the whole canary loop on this machine, saying what happens and why.
+
+1. prepare the first quarterly taxi spans; 2. start the model server (``tfx-canary serve`` in a
+subprocess on 127.0.0.1) and the router; 3. run the pipeline: the first blessed version becomes
+``stable``; 4. add the next span and run again: the new version becomes ``canary``; 5. shift traffic
+through the rollout steps under a bounded synthetic load made of the spans' rows, and let the
+controller promote or roll back; 6. print ``status`` and ``history``; the servers always stop.
+
+It only orchestrates the project's own functions. Re-running on the same home continues the story:
+it adds the next span and releases it (or finishes a canary an interrupted run left on trial).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+DEFAULT_PLAN = "shadow=5s,25%=5s,100%=5s"
+_MEANING = {
+    "promoted": "The old version stays loaded as `previous` for an hour: "
+    "`tfx-canary rollback` brings it back instantly.",
+    "rolled back": "The canary was worse than stable, so it was unloaded; clients stay on stable.",
+    "inconclusive": "Too little traffic to judge, so the canary holds its step; "
+    "`tfx-canary rollout` continues it.",
+}
+_REST_LINE = re.compile(r"Exporting HTTP/REST API at:([\w.\-]+):(\d+)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="the whole loop: data, model server, router, train, canary, rollout, history"
+    )
+    p.add_argument("--home", type=Path, help="project home (default: $TFX_CANARY_HOME or ./.home)")
+    p.add_argument("--model", choices=["taxi_tips", "taxi_fare"], default="taxi_tips")
+    p.add_argument(
+        "--spans", type=int, default=3, help="spans for a new home: N-1 train the first version (default 3)"
+    )
+    p.add_argument("--rows-per-span", type=int, default=300, help="rows kept per span (default 300)")
+    p.add_argument("--train-steps", type=int, default=200, help="training steps per run (default 200)")
+    p.add_argument(
+        "--plan", default=DEFAULT_PLAN, help="rollout steps (default " + DEFAULT_PLAN.replace("%", "%%") + ")"
+    )
+    p.add_argument("--rps", type=float, default=30.0, help="synthetic requests per second (default 30)")
+    p.set_defaults(func=demo)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def request_bodies(data_root: Path, model: str, limit: int = 500) -> list[str]:
+    """``serving_raw`` predict bodies, one trip each, from the rows of the spans present.
+
+    Every model input is sent; a missing optional value carries the MISSING sentinel, a row lacking
+    a required one is skipped (a client would not send it).
+    """
+    import tensorflow as tf
+
+    from models import features
+    from pipeline import data
+
+    spec = features.MODELS[model]
+    missing = {tf.float32: features.MISSING_FLOAT, tf.int64: features.MISSING_INT}
+    bodies = []
+    for span in data.present_spans(data_root):
+        with open(data_root / f"span-{span}" / "data.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                if any(row.get(key, "") == "" for key in features.REQUIRED_RAW_INPUTS):
+                    continue
+                instance = {}
+                for key in spec.input_keys:
+                    dtype, text = features.raw_dtype(key), row.get(key, "")
+                    if text == "":
+                        instance[key] = missing.get(dtype, features.MISSING_STRING)
+                    else:
+                        instance[key] = (
+                            float(text) if dtype == tf.float32 else int(text) if dtype == tf.int64 else text
+                        )
+                bodies.append(json.dumps({"signature_name": "serving_raw", "instances": [instance]}))
+    random.Random(0).shuffle(bodies)
+    return bodies[:limit]
+
+
+class ModelServerProcess:
+    """``tfx-canary serve`` in a subprocess, bound to 127.0.0.1 on OS-chosen ports, its output in a log.
+
+    ``stop()`` sends SIGTERM (the server drains in-flight requests) and kills it if it does not exit.
+    """
+
+    def __init__(
+        self, config_file: Path, log_file: Path, poll_seconds: int = 1, start_timeout_s: float = 120
+    ):
+        self.config_file, self.log_file = Path(config_file), Path(log_file)
+        self.poll_seconds, self.start_timeout_s = poll_seconds, start_timeout_s
+        self.process: subprocess.Popen | None = None
+        self.address = ""
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "tfx_canary.cli", "serve",
+            "--host=127.0.0.1", "--port=-1", "--rest_api_port=-1",
+            f"--model_config_file={self.config_file}",
+            f"--model_config_file_poll_wait_seconds={self.poll_seconds}",
+            f"--file_system_poll_wait_seconds={self.poll_seconds}",
+            "--drain_seconds=5",
+        ]  # fmt: skip
+
+    def start(self) -> ModelServerProcess:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_ENABLE_FORK_SUPPORT": "false"}
+        with open(self.log_file, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            with open(self.log_file, "rb") as log:
+                log.seek(offset)
+                match = _REST_LINE.search(log.read().decode(errors="replace"))
+            if match:
+                self.address = f"{match[1]}:{match[2]}"
+                return self
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                why = "exited" if self.process.poll() is not None else "did not start in time"
+                self.stop()
+                raise RuntimeError(f"the model server {why}; see {self.log_file}:\n{self._tail(offset)}")
+            time.sleep(0.2)
+
+    def _tail(self, offset: int, lines: int = 15) -> str:
+        with open(self.log_file, "rb") as log:
+            log.seek(offset)
+            return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> ModelServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the demo like Ctrl-C does, so the cleanup below always runs."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ start-up chatter
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    from pipeline.config import ConfigError, PipelineConfig, default_home
+    from serving.rollout import parse_plan
+
+    if args.spans < 2 or args.rows_per_span < 50 or args.train_steps < 1 or args.rps <= 0:
+        say(
+            "error: --spans must be at least 2, --rows-per-span at least 50, --train-steps and --rps positive"
+        )
+        return 2
+    try:
+        config = PipelineConfig(
+            home=(args.home or default_home()).absolute(),
+            model=args.model,
+            name=args.model.replace("_", "-"),
+            train_steps=args.train_steps,
+            eval_steps=5,
+            warmup_examples=2,
+            max_metric_drop=0.05,  # tiny spans: leave room for noise between two retrains
+        )
+        plan = parse_plan(args.plan)
+    except (ConfigError, ValueError) as error:
+        say(f"error: {error}")
+        return 2
+    started = time.monotonic()
+    try:
+        with _sigterm_interrupts():
+            code = _loop(config, args, plan)
+    except KeyboardInterrupt:
+        say("\nInterrupted: the model server and the router were stopped; the home keeps its state.")
+        return 130
+    say(f"\nDemo finished in {time.monotonic() - started:.0f} s. Everything lives under {config.home}.")
+    return code
+
+
+def _loop(config, args: argparse.Namespace, plan) -> int:
+    """Data, then the servers; the release steps run while they are up, and they always stop."""
+    from components.release import audit, config_store
+    from components.release.operations import Target
+    from components.release.server_status import ServerClient
+    from pipeline import data
+    from serving.router import Router
+
+    say(f"tfx-canary demo: model {config.serving_model_name}, project home {config.home}")
+    say("\n== 1. Data: quarterly spans of the Chicago taxi sample (a new folder = new data arriving)")
+    present = data.present_spans(config.data_root)
+    if present:
+        say(f"   spans {present} already present under {config.data_root}: continuing from there")
+    else:
+        written = data.init_spans(config.data_root, spans=args.spans - 1, rows_per_span=args.rows_per_span)
+        say(f"   wrote spans {written} (at most {args.rows_per_span} rows each) under {config.data_root}")
+
+    config_file = config.serving_root / config_store.CONFIG_NAME
+    if not config_file.exists():
+        config_store.write_text_atomic(str(config_file), "model_config_list {}\n")
+    say("\n== 2. Serving: the model server watches models.config; the router splits stable/canary traffic")
+    server_log = config.home / "logs" / "model_server.log"
+    with (
+        ModelServerProcess(config_file, server_log) as server,
+        Router(server.address, str(config.serving_root)) as router,
+    ):
+        say(f"   model server (tfx-canary serve) at http://{server.address}, log in {server_log}")
+        say(f"   it re-reads {config_file} every second")
+        say(f"   router at http://127.0.0.1:{router.port}/v1/models/{config.serving_model_name}:predict")
+        config = config.replace(server_address=server.address)
+        store = audit.open_store(str(config.metadata_path))
+        target = Target(
+            str(config.serving_root),
+            config.serving_model_name,
+            server=ServerClient(server.address),
+            audit=audit.Audit(store, str(config.home / "releases"), "controller:demo"),
+        )
+        code = _release(config, target, router.port, args, plan)
+        _finish(config.home, target.model, server.address)
+        return code
+
+
+def _release(config, target, router_port: int, args: argparse.Namespace, plan) -> int:
+    """Steps 3-5: first version to `stable`, next span to `canary`, then the rollout."""
+    from components.release import operations
+    from pipeline import data
+
+    state = target.read().state
+    if state.candidate is not None:  # an interrupted run pushed a version but did not label it
+        say(f"\n== Finishing the release of version {state.candidate}, pushed by an interrupted run")
+        operations.finish_phase2(target, state.candidate, "phase 2 finished by the demo")
+        state = target.read().state
+    if state.stable is None:
+        say("\n== 3. First release: train, check the gates, push; the first version becomes `stable`")
+        if not _train(config) or target.read().state.stable is None:
+            return 1
+        say(f"   version {target.read().state.stable} is `stable`: every client request goes to it")
+    else:
+        say(f"\n== 3. First release: done before, `stable` is version {state.stable}")
+    if target.read().state.in_flight is None:
+        say("\n== 4. New data: the next span arrives and the pipeline retrains on the window")
+        span = data.add_span(config.data_root, rows_per_span=args.rows_per_span)
+        if span is None:
+            say("   all 16 spans are in already: nothing new to train on")
+            return 0
+        say(f"   span {span} added; the new version, if blessed, is pushed and labelled `canary`")
+        if not _train(config) or target.read().state.in_flight is None:
+            return 0
+        say(f"   version {target.read().state.in_flight} is `canary`: loaded, no client traffic yet")
+    else:
+        say(f"\n== 4. New data: skipped, version {target.read().state.in_flight} is already on trial")
+    _rollout(target, router_port, config, args, plan)
+    return 0
+
+
+def _train(config) -> bool:
+    """Run the pipeline once; say what came out. True when a version was pushed."""
+    from pipeline.runner import run_pipeline, summary
+
+    result = run_pipeline(config, progress=lambda line: say(f"   {line}"))
+    say("   " + summary(result).replace("\n", "\n   "))
+    if not result.ok:
+        say("   the run failed; nothing was released (details in the TFX log above)")
+    elif result.pushed_version is None:
+        say("   nothing new to release, so the serving state stays as it is")
+    return result.ok and result.pushed_version is not None
+
+
+def _rollout(target, router_port: int, config, args: argparse.Namespace, plan) -> None:
+    from serving.rollout import Criteria, RolloutController
+    from serving.rollout_testing import SteadyLoad
+    from serving.router import METRICS_PATH
+
+    steps = ", ".join(step.name for step in plan)
+    say(f"\n== 5. Rollout: {args.rps:.0f} requests/s of real trips through the router; steps {steps}")
+    say("   each step the controller compares canary with stable (errors, p99 latency, predictions)")
+    say("   and moves on, promotes at the end, or rolls back at the first failing step")
+    bodies = request_bodies(config.data_root, config.model)
+    longest = sum(step.duration_s for step in plan) * 5 + 120  # the controller may extend each window
+    criteria = Criteria(
+        min_requests=max(10, int(args.rps * min(s.duration_s for s in plan) / 8)), p99_slack_s=0.05
+    )
+    controller = RolloutController(
+        target, f"http://127.0.0.1:{router_port}{METRICS_PATH}", plan, criteria, settle_s=1.0
+    )
+    with SteadyLoad(
+        router_port, target.model, threads=2, rate=args.rps / 2, max_seconds=longest, bodies=bodies
+    ) as load:
+        outcome = controller.run()
+        load.stop()
+    for step in outcome.steps:
+        reasons = "; ".join(step["reasons"]) or "within criteria"
+        counts = f"stable {step['stable']['requests']:.0f} req, canary {step['canary']['requests']:.0f} req"
+        say(f"   step {step['step']['name']:<8} {step['verdict']:<12} ({counts}) {reasons}")
+    state = target.read().state
+    say(f"   verdict: {outcome.verdict}; `stable` is version {state.stable}. " + _MEANING[outcome.verdict])
+    failed = len(load.failures)
+    say(
+        f"   clients sent {load.total} requests, {failed} failed"
+        + (f": {load.failures[:3]}" if failed else "")
+    )
+
+
+def _finish(home: Path, model: str, server_address: str) -> None:
+    from tfx_canary import cli
+
+    common = ["--home", str(home), "--model", model]
+    say("\n== 6. Status (tfx-canary status) and release history (tfx-canary history)")
+    cli.main(["status", *common, "--server", server_address])
+    say("")
+    cli.main(["history", *common])
