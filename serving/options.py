@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 
 AUTO_PORT = -1
-REST_API_SERVERS = ("threading", "aiohttp")
+REST_API_SERVERS = ("aiohttp", "threading")
 
 
 class FlagError(ValueError):
@@ -44,7 +44,7 @@ class ServerOptions:
     saved_model_tags: str = "serve"
     host: str = "127.0.0.1"
     rest_api_max_request_bytes: int = 64 * 1024 * 1024
-    rest_api_server: str = "threading"
+    rest_api_server: str = "aiohttp"
 
     def validate(self) -> None:
         """Reject contradictory flags before anything starts, with TF Serving's wording."""
@@ -120,7 +120,7 @@ _HELP = {
     "saved_model_tags": "comma-separated MetaGraph tags to load",
     "host": "address to bind (default 127.0.0.1; TF Serving binds all interfaces)",
     "rest_api_max_request_bytes": "largest accepted REST body; bigger gets 413",
-    "rest_api_server": "HTTP server for REST: threading (a thread per connection) or aiohttp",
+    "rest_api_server": "HTTP server for REST: aiohttp (default; one event loop + worker pool) or threading",
 }
 
 

@@ -140,7 +140,7 @@ class ModelServer:
         if options.rest_api_port == 0:
             return
         port = 0 if options.rest_api_port == AUTO_PORT else options.rest_api_port
-        if options.rest_api_server == "aiohttp":
+        if options.rest_api_server == "aiohttp":  # the default; see serving/rest_aio.py for why
             from serving.rest_aio import AioRestServer
 
             threads = options.rest_api_num_threads or REST_POOL_THREADS
