@@ -92,10 +92,16 @@ def request_bodies(data_root: Path, model: str, limit: int = 500) -> list[str]:
     return bodies[:limit]
 
 
+class ServerStartError(RuntimeError):
+    """The model server subprocess exited or did not start listening in time."""
+
+
 class ModelServerProcess:
     """``tfx-canary serve`` in a subprocess, bound to 127.0.0.1 on OS-chosen ports, its output in a log.
 
-    ``stop()`` sends SIGTERM (the server drains in-flight requests) and kills it if it does not exit.
+    Labels in an existing config are accepted at start-up (TF Serving would refuse to start on a
+    config whose labels point at versions not loaded yet). ``stop()`` sends SIGTERM (the server
+    drains in-flight requests) and kills it if it does not exit.
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class ModelServerProcess:
             f"--model_config_file={self.config_file}",
             f"--model_config_file_poll_wait_seconds={self.poll_seconds}",
             f"--file_system_poll_wait_seconds={self.poll_seconds}",
+            "--allow_version_labels_for_unavailable_models=true",
             "--drain_seconds=5",
         ]  # fmt: skip
 
@@ -135,7 +142,7 @@ class ModelServerProcess:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 why = "exited" if self.process.poll() is not None else "did not start in time"
                 self.stop()
-                raise RuntimeError(f"the model server {why}; see {self.log_file}:\n{self._tail(offset)}")
+                raise ServerStartError(f"the model server {why}; see {self.log_file}:\n{self._tail(offset)}")
             time.sleep(0.2)
 
     def _tail(self, offset: int, lines: int = 15) -> str:
@@ -203,6 +210,9 @@ def demo(args: argparse.Namespace) -> int:
     try:
         with _sigterm_interrupts():
             code = _loop(config, args, plan)
+    except ServerStartError as error:
+        say(f"error: {error}")
+        return 1
     except KeyboardInterrupt:
         say("\nInterrupted: the model server and the router were stopped; the home keeps its state.")
         return 130
@@ -264,7 +274,7 @@ def _release(config, target, router_port: int, args: argparse.Namespace, plan) -
         state = target.read().state
     if state.stable is None:
         say("\n== 3. First release: train, check the gates, push; the first version becomes `stable`")
-        if not _train(config) or target.read().state.stable is None:
+        if not _train(config).ok or target.read().state.stable is None:
             return 1
         say(f"   version {target.read().state.stable} is `stable`: every client request goes to it")
     else:
@@ -276,7 +286,10 @@ def _release(config, target, router_port: int, args: argparse.Namespace, plan) -
             say("   all 16 spans are in already: nothing new to train on")
             return 0
         say(f"   span {span} added; the new version, if blessed, is pushed and labelled `canary`")
-        if not _train(config) or target.read().state.in_flight is None:
+        result = _train(config)
+        if not result.ok:
+            return 1
+        if target.read().state.in_flight is None:
             return 0
         say(f"   version {target.read().state.in_flight} is `canary`: loaded, no client traffic yet")
     else:
@@ -285,8 +298,8 @@ def _release(config, target, router_port: int, args: argparse.Namespace, plan) -
     return 0
 
 
-def _train(config) -> bool:
-    """Run the pipeline once; say what came out. True when a version was pushed."""
+def _train(config):
+    """Run the pipeline once and say what came out (a ``RunResult``)."""
     from pipeline.runner import run_pipeline, summary
 
     result = run_pipeline(config, progress=lambda line: say(f"   {line}"))
@@ -295,7 +308,7 @@ def _train(config) -> bool:
         say("   the run failed; nothing was released (details in the TFX log above)")
     elif result.pushed_version is None:
         say("   nothing new to release, so the serving state stays as it is")
-    return result.ok and result.pushed_version is not None
+    return result
 
 
 def _rollout(target, router_port: int, config, args: argparse.Namespace, plan) -> None:

@@ -17,7 +17,7 @@ from components.release.server_status import ServerClient
 from models import features
 from pipeline import data
 from tfx_canary import cli
-from tfx_canary.demo import ModelServerProcess, request_bodies
+from tfx_canary.demo import ModelServerProcess, ServerStartError, request_bodies
 
 
 def test_request_bodies_are_one_trip_each_for_serving_raw(tmp_path):
@@ -56,9 +56,24 @@ def test_model_server_process_answers_on_loopback_and_drains_on_stop(tmp_path):
     assert "Model server stopped cleanly" in log.read_text()
 
 
+def test_model_server_process_restarts_on_a_config_with_labels(tmp_path):
+    """A second demo run restarts the server on the config the first one left, labels included."""
+    from serving.testing import write_fixture_model
+
+    write_fixture_model(tmp_path / "m", 1, offset=2.0)
+    config = tmp_path / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "m" base_path: "{tmp_path / "m"}" model_platform: '
+        '"tensorflow" model_version_policy { specific { versions: 1 } } '
+        'version_labels { key: "stable" value: 1 } } }\n'
+    )
+    with ModelServerProcess(config, tmp_path / "server.log") as server:
+        ServerClient(server.address).wait_labels("m", {"stable": 1}, timeout_s=60)
+
+
 def test_a_model_server_that_cannot_start_says_why_and_is_gone(tmp_path):
     server = ModelServerProcess(tmp_path / "missing.config", tmp_path / "server.log")
-    with pytest.raises(RuntimeError, match="the model server exited") as raised:
+    with pytest.raises(ServerStartError, match="the model server exited") as raised:
         server.start()
     assert "missing.config: no such file" in str(raised.value)
     assert server.process.returncode is not None
@@ -100,12 +115,10 @@ def test_stopping_the_demo_stops_its_model_server(tmp_path):
     )
     try:
         deadline = time.monotonic() + 180
-        while (
-            not (home / "logs" / "model_server.log").exists()
-            or "Exporting HTTP/REST" not in (home / "logs" / "model_server.log").read_text()
-        ):
-            assert demo.poll() is None and time.monotonic() < deadline, "the model server did not start"
+        while not list(home.glob("pipelines/*/logs/run-*.log")):  # the servers are up, the pipeline runs
+            assert demo.poll() is None and time.monotonic() < deadline, "the pipeline did not start"
             time.sleep(0.2)
+        time.sleep(2.0)
         assert _servers_of(home)
         demo.send_signal(signal.SIGTERM)
         output, _ = demo.communicate(timeout=120)
