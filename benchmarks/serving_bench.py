@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -298,6 +299,7 @@ def main() -> int:
             process.terminate()
         for process in processes:
             process.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     print()
     print(f"{'mode':<17} {'conc':>4} {'QPS':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99/p50':>7} {'errors':>6}")
