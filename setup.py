@@ -36,6 +36,7 @@ setup(
         "tensorflow-serving-api==2.19.1",
         "prometheus-client>=0.20",
         "pyyaml>=6",
+        "aiohttp>=3.14,<4",  # the model server's default REST carrier (serving/rest_aio.py)
     ],
     extras_require={
         "dev": [
