@@ -177,7 +177,6 @@ class SchedulerSettings:
     cron: CronSchedule | None = None
     max_runs: int | None = None
     once: bool = False  # one check, then exit (for cron)
-    wait_for_rollout: bool = True  # don't retrain while a canary or phase 2 is pending
 
     @property
     def state_dir(self) -> Path:
@@ -261,11 +260,10 @@ class LocalScheduler:
                 "skipping"
             )
             return "skipped"
-        if self.settings.wait_for_rollout:
-            busy = self._release_in_progress()
-            if busy:
-                self._note(f"New data, but {busy}; retraining after that")
-                return "waiting"
+        busy = self._release_in_progress()
+        if busy:
+            self._note(f"New data, but {busy}; retraining after that")
+            return "waiting"
         self._last_note = ""
         if not self.lock.acquire():
             logger.info("Another pipeline run holds the lock (%s); skipping this check", self.lock.holder())
