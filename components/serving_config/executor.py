@@ -27,6 +27,30 @@ def _kind(update: Update) -> str:
     return "first-stable" if update.before.state.stable is None else "canary-start"
 
 
+def _version_to_release(pushed_model: types.Artifact, target: operations.Target) -> int | None:
+    """The version this run should release, if any.
+
+    Normally the one the Pusher just pushed. A model the Pusher found already published is released
+    too when the serving config has never seen it: that is a run killed between the push and the
+    config step, and re-running must finish it rather than leave the version unlisted for ever.
+    """
+    if pushed_model.get_int_custom_property("pushed") == 1:
+        return int(pushed_model.get_string_custom_property("pushed_version"))
+    if not pushed_model.has_custom_property("already_pushed_version"):
+        return None
+    version = pushed_model.get_int_custom_property("already_pushed_version")
+    state = target.read().state
+    unseen = version not in state.versions and version not in state.rejected
+    if unseen and (state.stable is None or version > state.stable):
+        log.info(
+            "%s: version %s was pushed by an earlier run but never listed; releasing it now",
+            target.model,
+            version,
+        )
+        return version
+    return None
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(
         self,
@@ -48,8 +72,8 @@ class Executor(base_executor.BaseExecutor):
             pushed_model.get_string_custom_property("push_reason") or "pushed by the pipeline"
         )
         updates: list[Update] = []
-        if pushed_model.get_int_custom_property("pushed") == 1:
-            version = int(pushed_model.get_string_custom_property("pushed_version"))
+        version = _version_to_release(pushed_model, target)
+        if version is not None:
             updates = [u for u in operations.publish(target, version, reason) if u.changed]
         else:
             log.info("%s: nothing was pushed; the serving config stays as it is", target.model)
