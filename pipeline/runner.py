@@ -1,10 +1,11 @@
 """Run the pipeline once on the spans present and say, in plain words, what came out of it.
 
-``run_pipeline(config)`` backfills older spans of the window that were never ingested (a first run
-on several spans), runs the pipeline with ``LocalDagRunner``, reports each component as it finishes
-(name, seconds, ran/cached/skipped) and returns a ``RunResult`` read back from MLMD: the version
-pushed or why nothing was (anomalies, metric values against the thresholds, already pushed).
-TFX's own detailed log goes to ``<pipeline_root>/logs/``.
+``run_pipeline(config)`` runs the pipeline with ``LocalDagRunner``; on a first run it also ingests and
+validates, in the same run, every older span of the window that was never validated (one pinned
+CsvExampleGen → StatisticsGen → ExampleValidator per span, see ``pipeline.pipeline``). It reports
+each component as it finishes (name, seconds, ran/cached/skipped) and returns a ``RunResult`` read
+back from MLMD: the version pushed or why nothing was (anomalies, metric values against the
+thresholds, already pushed). TFX's own detailed log goes to ``<pipeline_root>/logs/``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class RunResult:
     pipeline: str
     model: str
     ok: bool = True  # False when a component failed
-    spans: list[int] = field(default_factory=list)  # the span ingested by this run
+    spans: list[int] = field(default_factory=list)  # the newest span, ingested by this run
+    backfilled: list[int] = field(default_factory=list)  # older spans ingested and validated by this run
+    left_out: dict[int, list[str]] = field(default_factory=dict)  # backfilled spans with anomalies
     pushed_version: int | None = None
     pushed_destination: str | None = None
     reason: str = ""
@@ -99,11 +102,15 @@ def _tfx_logs(log_file: Path, progress: Progress) -> Iterator[_ProgressHandler]:
             console.setLevel(logging.ERROR)
         root.setLevel(logging.INFO)
     absl_logger.setLevel(logging.INFO)
+    # Something inside Transform's run sets the absl logger to WARNING, which silenced every later
+    # "Component X is finished" line (measured): hold the level at INFO until the run ends.
+    absl_logger.setLevel = lambda level: None  # type: ignore[method-assign]
     root.addHandler(to_file)
     absl_logger.addHandler(handler)
     try:
         yield handler
     finally:
+        del absl_logger.setLevel  # the class method again
         absl_logger.removeHandler(handler)
         root.removeHandler(to_file)
         to_file.close()
@@ -123,21 +130,20 @@ def _store(config: PipelineConfig):
     return metadata_store.MetadataStore(connection)
 
 
-def ingested_spans(config: PipelineConfig) -> set[int]:
-    """Spans this pipeline's CsvExampleGen has already ingested (from MLMD)."""
+def validated_spans(config: PipelineConfig) -> set[int]:
+    """Spans of this pipeline already ingested and validated (clean or not), from MLMD."""
     if not config.metadata_path.exists():
         return set()
-    from pipeline.window import span_of
+    from pipeline.window import ingested_examples, newest_validations, span_of
 
     store = _store(config)
-    node = store.get_context_by_type_and_name("node", f"{config.name}.CsvExampleGen")
-    if node is None:
+    context = store.get_context_by_type_and_name("pipeline", config.name)
+    if context is None:
         return set()
-    return {
-        span_of(a)
-        for a in _artifacts(store, store.get_artifacts_by_context(node.id))
-        if a.type_name == "Examples"
-    }
+    artifacts = _artifacts(store, store.get_artifacts_by_context(context.id))
+    examples = ingested_examples(store, [a for a in artifacts if a.type_name == "Examples"])
+    validated = newest_validations(store, [a for a in artifacts if a.type_name == "ExampleAnomalies"])
+    return {span_of(a) for a in examples if a.id in validated}
 
 
 def _artifacts(store: Any, mlmd_artifacts: list) -> list:
@@ -169,17 +175,18 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
     log_file = config.pipeline_root / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     result.log_file = str(log_file)
     window = spans[-config.span_window :]
-    missing = sorted(set(window[:-1]) - ingested_spans(config))
+    backfill = sorted(set(window[:-1]) - validated_spans(config))
     before = _last_execution_id(config)
     with _tfx_logs(log_file, say) as handler:
         try:
-            for span in missing:
-                say(f"Ingesting and validating older span {span} (first run on this window)")
-                tfx.orchestration.LocalDagRunner().run(create_pipeline(config, span=span, ingest_only=True))
+            if backfill:
+                say(
+                    f"First run on this window: also ingesting and validating older spans {_ranges(backfill)}"
+                )
             say(
                 f"Running {config.name} ({config.model}) on span {spans[-1]}, window of {len(window)} span(s)"
             )
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, backfill_spans=backfill))
         except Exception as error:  # a component failed: say which and why, keep the details in the log
             failed = handler.runs[-1].name if handler.runs else "the pipeline"
             result.ok = False
@@ -188,6 +195,17 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
     _read_outcome(config, before, result)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _ranges(spans: list[int]) -> str:
+    """``[1, 2, 3, 5]`` → ``1-3, 5``."""
+    parts: list[list[int]] = []
+    for span in spans:
+        if parts and span == parts[-1][-1] + 1:
+            parts[-1].append(span)
+        else:
+            parts.append([span])
+    return ", ".join(f"{p[0]}-{p[-1]}" if len(p) > 1 else str(p[0]) for p in parts)
 
 
 def _running_component(log_file: Path) -> str | None:
@@ -239,6 +257,14 @@ def _read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None
     result.spans = sorted({span_of(a) for a in examples})
     for anomalies in outputs.get("ExampleValidator", {}).get("anomalies", []):
         result.anomalies = describe_anomalies(anomalies.uri)
+    for node_id, node_outputs in sorted(outputs.items()):
+        if node_id.startswith("CsvExampleGen-span"):
+            result.backfilled += [span_of(a) for a in node_outputs.get("examples", [])]
+        if node_id.startswith("ExampleValidator-span"):
+            lines = [line for a in node_outputs.get("anomalies", []) for line in describe_anomalies(a.uri)]
+            if lines:
+                result.left_out[int(node_id.removeprefix("ExampleValidator-span"))] = lines
+    result.backfilled.sort()
     if not result.ok:
         return
     if result.anomalies:
@@ -332,5 +358,9 @@ def summary(result: RunResult) -> str:
         lines.append(f"  metrics: {shown}")
     if result.anomalies:
         lines.extend(f"  anomaly: {line}" for line in result.anomalies)
+    if result.backfilled:
+        lines.append(f"  also ingested and validated older spans {_ranges(result.backfilled)}")
+    for span, anomalies in sorted(result.left_out.items()):
+        lines.extend(f"  span {span} left out of the training window: {line}" for line in anomalies)
     lines.append(f"  took {result.seconds:.1f} s; TFX log: {result.log_file}")
     return "\n".join(lines)

@@ -1,10 +1,12 @@
 """Which spans the model trains on: the latest K spans whose data passed validation.
 
-CsvExampleGen ingests one span per run (the newest folder). This resolver strategy gathers the
-training window from MLMD: for each span, the newest Examples artifact, kept only if the newest
-ExampleValidator result for exactly that artifact (followed through MLMD lineage: anomalies ←
-ExampleValidator ← statistics ← StatisticsGen ← examples) found no anomalies in any split. So a bad
-span never enters a window, even after newer good spans arrive; re-ingesting the fixed folder does.
+A CsvExampleGen ingests one span per run: the newest folder, or on a first run one pinned
+``CsvExampleGen-span<N>`` per older span (see ``pipeline.pipeline``). This resolver strategy gathers
+the training window from MLMD: for each span, the newest Examples artifact any ExampleGen produced,
+kept only if the newest validation of exactly that artifact (followed through MLMD lineage:
+anomalies ← ExampleValidator ← statistics ← StatisticsGen ← examples) found no anomalies in any
+split. So a bad span never enters a window, even after newer good spans arrive; re-ingesting the
+fixed folder does.
 """
 
 from __future__ import annotations
@@ -52,8 +54,23 @@ def _inputs_of_producer(store: Any, artifact_ids: list[int], input_key: str) -> 
     return {a: inputs[x] for a, x in producer.items() if x in inputs}
 
 
-def validated_examples_ids(store: Any, anomalies: list[types.Artifact]) -> set[int]:
-    """Ids of Examples artifacts whose newest validation found no anomalies."""
+def ingested_examples(store: Any, examples: list[types.Artifact]) -> list[types.Artifact]:
+    """The Examples an ExampleGen produced (raw spans), leaving out e.g. Transform's transformed_examples."""
+    producer = {
+        e.artifact_id: e.execution_id
+        for e in store.get_events_by_artifact_ids([a.id for a in examples])
+        if e.type == metadata_store_pb2.Event.OUTPUT
+    }
+    executions = store.get_executions_by_id(sorted(set(producer.values())))
+    types_by_id = {
+        t.id: t.name for t in store.get_execution_types_by_id(sorted({x.type_id for x in executions}))
+    }
+    from_example_gen = {x.id for x in executions if types_by_id[x.type_id].endswith("ExampleGen")}
+    return [a for a in examples if producer.get(a.id) in from_example_gen]
+
+
+def newest_validations(store: Any, anomalies: list[types.Artifact]) -> dict[int, types.Artifact]:
+    """Examples artifact id → the newest ExampleAnomalies computed from exactly that artifact."""
     stats_of = _inputs_of_producer(store, [a.id for a in anomalies], "statistics")
     examples_of_stats = _inputs_of_producer(store, sorted(set(stats_of.values())), "examples")
     newest: dict[int, types.Artifact] = {}
@@ -61,7 +78,12 @@ def validated_examples_ids(store: Any, anomalies: list[types.Artifact]) -> set[i
         examples_id = examples_of_stats.get(stats_of.get(artifact.id, -1))
         if examples_id is not None and (examples_id not in newest or artifact.id > newest[examples_id].id):
             newest[examples_id] = artifact
-    return {examples_id for examples_id, artifact in newest.items() if is_clean(artifact)}
+    return newest
+
+
+def validated_examples_ids(store: Any, anomalies: list[types.Artifact]) -> set[int]:
+    """Ids of Examples artifacts whose newest validation found no anomalies."""
+    return {examples_id for examples_id, a in newest_validations(store, anomalies).items() if is_clean(a)}
 
 
 def validated_window(
@@ -81,13 +103,19 @@ def validated_window(
 
 
 class ValidatedSpanWindowStrategy(tfx.dsl.experimental.ResolverStrategy):
-    """Resolver strategy: ``examples`` → the validated rolling window (config ``num_spans``)."""
+    """Resolver strategy: ``examples`` → the validated rolling window (config ``num_spans``).
+
+    ``examples`` and ``anomalies`` are every such artifact of the pipeline (channels without a producer),
+    so spans ingested by the first run's pinned per-span ExampleGens count like the newest one.
+    """
 
     def __init__(self, num_spans: int):
         self._num_spans = int(num_spans)
 
     def resolve_artifacts(self, store: Any, input_dict: dict[str, list[types.Artifact]]):
         clean_ids = validated_examples_ids(store, input_dict["anomalies"])
-        window = validated_window(input_dict["examples"], clean_ids, self._num_spans)
+        window = validated_window(
+            ingested_examples(store, input_dict["examples"]), clean_ids, self._num_spans
+        )
         log.info("training window: spans %s", [span_of(a) for a in window])
         return {"examples": window, "anomalies": []} if window else None

@@ -29,12 +29,15 @@ COMPONENTS = {
     "ImportSchemaGen",
     "ExampleValidator",
     "SpanWindow",
+    "MergeSpans",
     "Transform",
     "Trainer",
     "LatestBlessedModel",
     "Evaluator",
     "Pusher",
+    "ServingConfigGen",
 }
+BACKFILL_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "ExampleValidator")
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +112,9 @@ def test_first_run_pushes_a_blessed_version(config, runs):
     assert result.ok, result.reason
     assert result.blessed is True and result.pushed_version is not None, result.reason
     assert result.metrics["auc"] >= config.min_auc
-    assert _executed_nodes(config) == COMPONENTS
+    # The first run also ingested and validated the older span 1, in the same run.
+    assert result.backfilled == [1]
+    assert _executed_nodes(config) == COMPONENTS | {f"{c}-span1" for c in BACKFILL_COMPONENTS}
     assert publish.existing_versions(str(config.serving_model_dir)) == [result.pushed_version]
     assert not [n for n in os.listdir(config.serving_model_dir) if n.startswith(".")]  # no staging left
 
