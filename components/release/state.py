@@ -119,7 +119,8 @@ def _require_available(state: ReleaseState, version: int, available: Iterable[in
 def add_candidate(state: ReleaseState, version: int) -> ReleaseState:
     """Phase 1: list a newly pushed version; labels stay as they are.
 
-    Re-running with a version already listed, or one rolled back before, changes nothing.
+    Re-running with a version already listed, or one rolled back before, changes nothing. A newer
+    version replaces one still waiting for phase 2; a canary on trial blocks a new release.
     """
     version = int(version)
     if version in state.versions or version in state.rejected:
@@ -131,12 +132,18 @@ def add_candidate(state: ReleaseState, version: int) -> ReleaseState:
             f"model {state.model!r}: version {version} is older than stable version {state.stable}; "
             "refusing to release it (use `rollback` to go back)"
         )
-    busy = state.in_flight or state.candidate
-    if busy is not None:
+    if state.in_flight is not None:
         raise ReleaseError(
-            f"model {state.model!r}: version {busy} is still being released; promote or roll it back "
-            f"before releasing version {version}"
+            f"model {state.model!r}: version {state.in_flight} is still being released; promote or roll it "
+            f"back before releasing version {version}"
         )
+    pending = state.candidate
+    if pending is not None:
+        # Listed but never labelled (phase 2 outstanding, e.g. no server reachable from the pipeline):
+        # it has had no labelled traffic, so a newer push replaces it; an older one never does.
+        if version < pending:
+            return state
+        return _with(state, versions=_versions(v for v in (*state.versions, version) if v != pending))
     return _with(state, versions=(*state.versions, version))
 
 

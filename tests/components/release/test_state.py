@@ -78,11 +78,25 @@ def test_rerun_with_nothing_new_changes_nothing():
     assert add_candidate(stable, 42) is stable
 
 
-def test_a_second_release_waits_for_the_first():
+def test_a_second_release_waits_for_a_canary_on_trial():
     with pytest.raises(ReleaseError, match="version 43 is still being released"):
         add_candidate(on_canary(), 44)
-    with pytest.raises(ReleaseError, match="version 43 is still being released"):
-        add_candidate(add_candidate(released(42), 43), 44)
+
+
+def test_a_newer_push_replaces_a_version_still_waiting_for_phase2():
+    """No server reachable from the pipeline: 43 was listed, never labelled, and 44 arrives."""
+    waiting = add_candidate(released(42), 43)
+    assert waiting.candidate == 43
+    replaced = add_candidate(waiting, 44)
+    assert replaced.versions == (42, 44)
+    assert replaced.candidate == 44
+    assert replaced.label_map == waiting.label_map  # stable untouched, no label on 44 yet
+    assert add_candidate(replaced, 43) == replaced  # an older push never replaces a newer one
+
+
+def test_a_newer_first_version_replaces_an_unlabelled_first_version():
+    first = add_candidate(make_state("taxi"), 100)
+    assert add_candidate(first, 200).versions == (200,)
 
 
 def test_older_than_stable_is_refused():
