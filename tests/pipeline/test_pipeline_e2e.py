@@ -16,6 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from models import features
+from models.testing import to_example
 from pipeline import data, publish
 from pipeline.config import PipelineConfig
 from pipeline.runner import run_pipeline
@@ -94,18 +95,6 @@ def _eval_rows(count=4):
     return typed
 
 
-def _example(row):
-    feature = {}
-    for key, value in row.items():
-        if isinstance(value, float):
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-        elif isinstance(value, int):
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-        else:
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
 def test_first_run_pushes_a_blessed_version(config, runs):
     result = run_pipeline(config)
     runs["first"] = result
@@ -128,7 +117,7 @@ def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
     trainer_model = tf.saved_model.load(os.path.join(model_artifact.uri, "Format-Serving"))
     pushed = tf.saved_model.load(str(version_dir))
     rows = _eval_rows()
-    examples = tf.constant([_example(r) for r in rows])
+    examples = tf.constant([to_example(r) for r in rows])
     expected = trainer_model.signatures["serving_default"](examples=examples)["scores"].numpy()
     got = pushed.signatures["serving_default"](examples=examples)["scores"].numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-6)
