@@ -3,7 +3,7 @@
 Cases (each run in a fresh subprocess, fresh home, median wall time and peak RSS of ``--repeats``):
 
 - ``ours``: first run on all 16 spans (15,002 rows, ``span_window=16``), FnApiRunner in_memory: one
-  pipeline run that also ingests and validates spans 1-15 (one pinned ExampleGen per span);
+  pipeline run that also ingests and validates spans 1-15 (BackfillSpans, one Beam pass);
 - ``ours-mp``: the same with Beam's ``multi_processing`` mode (the Beam-settings measurement);
 - ``retrain``: one more span arrives after a first run on spans 1-15: time of that second run;
 - ``tfx-example``: ``taxi_pipeline_native_keras`` from the installed tfx package on the same CSV,
@@ -51,15 +51,8 @@ def _child_ours(home: Path, beam: list[str], spans: int, retrain: bool) -> float
 
 
 def _print_profile(components: list) -> None:
-    """Seconds per component; the first run's per-span ingest nodes summed per kind."""
-    totals: dict[str, float] = {}
-    for run in components:
-        kind, _, span = run.name.partition("-span")
-        key = f"{kind} x older spans" if span else run.name
-        totals[key] = totals.get(key, 0.0) + run.seconds
-    shown = ", ".join(
-        f"{name} {seconds:.1f}" for name, seconds in sorted(totals.items(), key=lambda t: -t[1])
-    )
+    """Seconds per component, slowest first."""
+    shown = ", ".join(f"{run.name} {run.seconds:.1f}" for run in sorted(components, key=lambda r: -r.seconds))
     print(f"  seconds per component: {shown}", flush=True)
 
 

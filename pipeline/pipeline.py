@@ -8,10 +8,10 @@ thresholds) → SafePusher (blessed, new models only).
 → ServingConfigGen (models.config + stable/canary labels, see ``components/``).
 
 CsvExampleGen reads one span per run. On a first run, ``create_pipeline(config, backfill_spans=[...])``
-adds, for each older span of the window, its own CsvExampleGen pinned to that span (``range_config``)
-with its StatisticsGen and ExampleValidator (ids ``CsvExampleGen-span<N>`` etc.), all before the span
-window resolver: one run ingests and validates every span, and a span with anomalies stays out of the
-window. ``ingest_only`` stops after validation.
+adds ``BackfillSpans``, which ingests, summarizes and validates every older span of the window in one
+Beam pass (per span, the artifacts CsvExampleGen → StatisticsGen → ExampleValidator would give), before
+the span window resolver: one run ingests and validates every span, and a span with anomalies stays out
+of the window. ``ingest_only`` stops after validation.
 
 ``orchestrator="kubeflow_v2"`` builds the variant compiled for Vertex AI / Kubeflow Pipelines: TFX
 1.21's V2 compiler accepts only the LatestArtifact and LatestBlessedModel resolver strategies, so
@@ -30,6 +30,7 @@ from tfx.dsl.placeholder.placeholder_base import logical_and
 
 from components.serving_config.component import ServingConfigGen
 from pipeline import data
+from pipeline.backfill import BackfillSpans
 from pipeline.config import PipelineConfig
 from pipeline.merge_spans import MergeSpans
 from pipeline.pusher import SafePusher
@@ -46,15 +47,6 @@ ORCHESTRATORS = ("local", "kubeflow_v2")
 def schema_path() -> Path:
     """The curated raw-data schema shipped in this package."""
     return Path(str(resources.files("pipeline") / "schema" / "taxi.pbtxt"))
-
-
-def span_range(span: int | None) -> tfx.proto.RangeConfig | None:
-    """Ingest exactly ``span``; None means the newest span folder."""
-    if span is None:
-        return None
-    return tfx.proto.RangeConfig(
-        static_range=tfx.proto.StaticRange(start_span_number=span, end_span_number=span)
-    )
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -124,10 +116,18 @@ def create_pipeline(
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file or str(schema_path())).with_id(
         "ImportSchemaGen"
     )
-    example_gen, statistics_gen, example_validator = _ingest_and_validate(config, schema_gen, span=None)
-    backfill = [_ingest_and_validate(config, schema_gen, span) for span in sorted(set(backfill_spans))]
+    example_gen, statistics_gen, example_validator = _ingest_and_validate(config, schema_gen)
     components = [schema_gen, example_gen, statistics_gen, example_validator]
-    components += [component for span_components in backfill for component in span_components]
+    backfill = None
+    if backfill_spans:
+        backfill = BackfillSpans(
+            input_base=str(config.data_root),
+            spans=backfill_spans,
+            schema=schema_gen.outputs["schema"],
+            input_config=_INPUT_CONFIG,
+            output_config=_OUTPUT_CONFIG,
+        ).with_id("BackfillSpans")
+        components.append(backfill)
     if ingest_only:
         return _pipeline(config, components, orchestrator)
 
@@ -136,8 +136,7 @@ def create_pipeline(
     with tfx.dsl.Cond(logical_and(blessed["train"] == 1, blessed["eval"] == 1)):
         training_examples = example_gen.outputs["examples"]
         if orchestrator == "local":
-            validators = [example_validator] + [span_components[2] for span_components in backfill]
-            window = _span_window(config, validators)
+            window = _span_window(config, [example_validator] + ([backfill] if backfill else []))
             merge = MergeSpans(spans=window.outputs["examples"]).with_id("MergeSpans")
             training_examples = merge.outputs["examples"]
             components += [window, merge]
@@ -191,38 +190,39 @@ def create_pipeline(
     return _pipeline(config, components, orchestrator)
 
 
-def _ingest_and_validate(config: PipelineConfig, schema_gen, span: int | None) -> tuple:
-    """CsvExampleGen → StatisticsGen → ExampleValidator for the newest span, or pinned to ``span``."""
-    suffix = "" if span is None else f"-span{span}"
+# Every span: one CSV folder, hash-split 3:1 into train and eval.
+_INPUT_CONFIG = tfx.proto.Input(
+    splits=[tfx.proto.Input.Split(name="single_split", pattern=data.SPAN_PATTERN)]
+)
+_OUTPUT_CONFIG = tfx.proto.Output(
+    split_config=tfx.proto.SplitConfig(
+        splits=[
+            tfx.proto.SplitConfig.Split(name="train", hash_buckets=3),
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1),
+        ]
+    )
+)
+
+
+def _ingest_and_validate(config: PipelineConfig, schema_gen) -> tuple:
+    """CsvExampleGen (the newest span) → StatisticsGen → ExampleValidator."""
     example_gen = tfx.components.CsvExampleGen(
-        input_base=str(config.data_root),
-        input_config=tfx.proto.Input(
-            splits=[tfx.proto.Input.Split(name="single_split", pattern=data.SPAN_PATTERN)]
-        ),
-        output_config=tfx.proto.Output(
-            split_config=tfx.proto.SplitConfig(
-                splits=[
-                    tfx.proto.SplitConfig.Split(name="train", hash_buckets=3),
-                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1),
-                ]
-            )
-        ),
-        range_config=span_range(span),
-    ).with_id(f"CsvExampleGen{suffix}")
+        input_base=str(config.data_root), input_config=_INPUT_CONFIG, output_config=_OUTPUT_CONFIG
+    ).with_id("CsvExampleGen")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
-        f"StatisticsGen{suffix}"
+        "StatisticsGen"
     )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    ).with_id(f"ExampleValidator{suffix}")
+    ).with_id("ExampleValidator")
     return example_gen, statistics_gen, example_validator
 
 
 def _span_window(config: PipelineConfig, validators: list) -> tfx.dsl.Resolver:
     """The latest ``span_window`` spans whose validation found no anomalies (local runs only).
 
-    The channels name no producer: the strategy sees every ingested span of the pipeline, whichever
-    ExampleGen ingested it, and runs after this run's validators.
+    The channels name no producer: the strategy sees every ingested span of the pipeline, whether
+    CsvExampleGen or BackfillSpans ingested it, and runs after this run's validators.
     """
     window = tfx.dsl.Resolver(
         strategy_class=ValidatedSpanWindowStrategy,
@@ -243,7 +243,7 @@ def beam_args(config: PipelineConfig, orchestrator: str = "local") -> list[str]:
     """``config.beam_args``, plus this project's ``setup.py`` as the Beam dependency on local runs.
 
     Without a dependency flag every TFX Beam component first builds an sdist of the whole tfx package
-    for remote workers (measured ~3 s each, 2 x 16 Beam components on a first run). In-process runners
+    for remote workers (measured ~3 s for each Beam component). In-process runners
     stage nothing; a remote runner given here gets the project's own package (tfx + ``models``).
     """
     args = list(config.beam_args)

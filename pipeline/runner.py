@@ -1,8 +1,8 @@
 """Run the pipeline once on the spans present and say, in plain words, what came out of it.
 
 ``run_pipeline(config)`` runs the pipeline with ``LocalDagRunner``; on a first run it also ingests and
-validates, in the same run, every older span of the window that was never validated (one pinned
-CsvExampleGen → StatisticsGen → ExampleValidator per span, see ``pipeline.pipeline``). It reports
+validates, in the same run, every older span of the window that was never validated (BackfillSpans, see
+``pipeline.backfill``). It reports
 each component as it finishes (name, seconds, ran/cached/skipped) and returns a ``RunResult`` read
 back from MLMD: the version pushed or why nothing was (anomalies, metric values against the
 thresholds, already pushed). TFX's own detailed log goes to ``<pipeline_root>/logs/``.
@@ -257,14 +257,11 @@ def _read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None
     result.spans = sorted({span_of(a) for a in examples})
     for anomalies in outputs.get("ExampleValidator", {}).get("anomalies", []):
         result.anomalies = describe_anomalies(anomalies.uri)
-    for node_id, node_outputs in sorted(outputs.items()):
-        if node_id.startswith("CsvExampleGen-span"):
-            result.backfilled += [span_of(a) for a in node_outputs.get("examples", [])]
-        if node_id.startswith("ExampleValidator-span"):
-            lines = [line for a in node_outputs.get("anomalies", []) for line in describe_anomalies(a.uri)]
-            if lines:
-                result.left_out[int(node_id.removeprefix("ExampleValidator-span"))] = lines
-    result.backfilled.sort()
+    backfill = outputs.get("BackfillSpans", {})
+    result.backfilled = sorted(span_of(a) for a in backfill.get("examples", []))
+    for anomalies in backfill.get("anomalies", []):
+        if lines := describe_anomalies(anomalies.uri):
+            result.left_out[span_of(anomalies)] = lines
     if not result.ok:
         return
     if result.anomalies:

@@ -1,11 +1,12 @@
 """Which spans the model trains on: the latest K spans whose data passed validation.
 
-A CsvExampleGen ingests one span per run: the newest folder, or on a first run one pinned
-``CsvExampleGen-span<N>`` per older span (see ``pipeline.pipeline``). This resolver strategy gathers
-the training window from MLMD: for each span, the newest Examples artifact any ExampleGen produced,
-kept only if the newest validation of exactly that artifact (followed through MLMD lineage:
-anomalies ← ExampleValidator ← statistics ← StatisticsGen ← examples) found no anomalies in any
-split. So a bad span never enters a window, even after newer good spans arrive; re-ingesting the
+CsvExampleGen ingests one span per run, the newest folder; on a first run BackfillSpans ingests the
+older ones (see ``pipeline.pipeline``). This resolver strategy gathers the training window from MLMD:
+for each span, the newest Examples artifact either produced, kept only if the newest validation of
+exactly that artifact found no anomalies in any split. The validation is followed through MLMD
+lineage (anomalies ← ExampleValidator ← statistics ← StatisticsGen ← examples), or, for BackfillSpans,
+which outputs every span's examples and anomalies from one execution, matched by span within that
+execution. So a bad span never enters a window, even after newer good spans arrive; re-ingesting the
 fixed folder does.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx import v1 as tfx
+from tfx.types import artifact_utils
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,26 @@ def is_clean(anomalies: types.Artifact) -> bool:
     return bool(blessed) and all(int(value) == 1 for value in blessed.values())
 
 
-def _inputs_of_producer(store: Any, artifact_ids: list[int], input_key: str) -> dict[int, int]:
-    """For each artifact id: the id of the ``input_key`` input of the execution that produced it."""
+# Execution types that ingest raw spans (BackfillSpans: ``pipeline.backfill``).
+_INGESTING_TYPES = ("ExampleGen", "BackfillSpans")
+
+
+def _producers(store: Any, artifact_ids: list[int]) -> dict[int, int]:
+    """Artifact id → id of the execution that output it."""
     if not artifact_ids:
         return {}
-    producer = {
+    return {
         e.artifact_id: e.execution_id
         for e in store.get_events_by_artifact_ids(artifact_ids)
         if e.type == metadata_store_pb2.Event.OUTPUT
     }
+
+
+def _inputs_of_producer(store: Any, artifact_ids: list[int], input_key: str) -> dict[int, int]:
+    """For each artifact id: the id of the ``input_key`` input of the execution that produced it."""
+    producer = _producers(store, artifact_ids)
+    if not producer:
+        return {}
     inputs = {
         e.execution_id: e.artifact_id
         for e in store.get_events_by_execution_ids(sorted(set(producer.values())))
@@ -55,30 +68,54 @@ def _inputs_of_producer(store: Any, artifact_ids: list[int], input_key: str) -> 
 
 
 def ingested_examples(store: Any, examples: list[types.Artifact]) -> list[types.Artifact]:
-    """The Examples an ExampleGen produced (raw spans), leaving out e.g. Transform's transformed_examples."""
-    producer = {
-        e.artifact_id: e.execution_id
-        for e in store.get_events_by_artifact_ids([a.id for a in examples])
-        if e.type == metadata_store_pb2.Event.OUTPUT
-    }
+    """The raw spans an ExampleGen or BackfillSpans produced, leaving out e.g. MergeSpans' and Transform's."""
+    producer = _producers(store, [a.id for a in examples])
+    if not producer:
+        return []
     executions = store.get_executions_by_id(sorted(set(producer.values())))
     types_by_id = {
         t.id: t.name for t in store.get_execution_types_by_id(sorted({x.type_id for x in executions}))
     }
-    from_example_gen = {x.id for x in executions if types_by_id[x.type_id].endswith("ExampleGen")}
-    return [a for a in examples if producer.get(a.id) in from_example_gen]
+    ingesting = {x.id for x in executions if types_by_id[x.type_id].endswith(_INGESTING_TYPES)}
+    return [a for a in examples if producer.get(a.id) in ingesting]
 
 
 def newest_validations(store: Any, anomalies: list[types.Artifact]) -> dict[int, types.Artifact]:
     """Examples artifact id → the newest ExampleAnomalies computed from exactly that artifact."""
     stats_of = _inputs_of_producer(store, [a.id for a in anomalies], "statistics")
     examples_of_stats = _inputs_of_producer(store, sorted(set(stats_of.values())), "examples")
+    same_execution = _examples_validated_together(store, [a for a in anomalies if a.id not in stats_of])
     newest: dict[int, types.Artifact] = {}
     for artifact in anomalies:
-        examples_id = examples_of_stats.get(stats_of.get(artifact.id, -1))
+        examples_id = examples_of_stats.get(stats_of.get(artifact.id, -1), same_execution.get(artifact.id))
         if examples_id is not None and (examples_id not in newest or artifact.id > newest[examples_id].id):
             newest[examples_id] = artifact
     return newest
+
+
+def _examples_validated_together(store: Any, anomalies: list[types.Artifact]) -> dict[int, int]:
+    """Anomalies id → id of the Examples of the same span output by the same execution (BackfillSpans)."""
+    producer = _producers(store, [a.id for a in anomalies])
+    if not producer:
+        return {}
+    examples_events = [
+        e
+        for e in store.get_events_by_execution_ids(sorted(set(producer.values())))
+        if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps and e.path.steps[0].key == "examples"
+    ]
+    examples = artifact_utils.deserialize_artifacts(
+        tfx.types.standard_artifacts.Examples._get_artifact_type(),
+        store.get_artifacts_by_id([e.artifact_id for e in examples_events]),
+    )
+    span_by_id = {a.id: span_of(a) for a in examples}
+    by_execution_and_span = {
+        (e.execution_id, span_by_id[e.artifact_id]): e.artifact_id for e in examples_events
+    }
+    return {
+        a.id: by_execution_and_span[key]
+        for a in anomalies
+        if (key := (producer.get(a.id), span_of(a))) in by_execution_and_span
+    }
 
 
 def validated_examples_ids(store: Any, anomalies: list[types.Artifact]) -> set[int]:
@@ -106,7 +143,7 @@ class ValidatedSpanWindowStrategy(tfx.dsl.experimental.ResolverStrategy):
     """Resolver strategy: ``examples`` → the validated rolling window (config ``num_spans``).
 
     ``examples`` and ``anomalies`` are every such artifact of the pipeline (channels without a producer),
-    so spans ingested by the first run's pinned per-span ExampleGens count like the newest one.
+    so spans ingested by the first run's BackfillSpans count like the newest one.
     """
 
     def __init__(self, num_spans: int):

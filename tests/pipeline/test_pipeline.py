@@ -12,24 +12,24 @@ def _nodes(pipeline):
     return {node.id: node for node in pipeline.components}
 
 
-def test_backfill_adds_one_pinned_ingest_and_validation_per_span(tmp_path):
-    pipeline = create_pipeline(PipelineConfig(home=tmp_path, span_window=4), backfill_spans=[3, 1, 2])
-    nodes = _nodes(pipeline)
-    for span in (1, 2, 3):
-        example_gen = nodes[f"CsvExampleGen-span{span}"]
-        pinned = json.loads(example_gen.exec_properties["range_config"])["static_range"]
-        assert pinned == {"start_span_number": span, "end_span_number": span}
-        assert nodes[f"StatisticsGen-span{span}"].upstream_nodes == {example_gen}
-        assert nodes[f"ExampleValidator-span{span}"] in nodes["SpanWindow"].upstream_nodes
-    assert nodes["ExampleValidator"] in nodes["SpanWindow"].upstream_nodes
-    assert not nodes["CsvExampleGen"].exec_properties["range_config"]  # the newest span
+def test_backfill_adds_one_node_for_all_older_spans_before_the_window(tmp_path):
+    config = PipelineConfig(home=tmp_path, span_window=4)
+    nodes = _nodes(create_pipeline(config, backfill_spans=[3, 1, 2, 3]))
+    backfill = nodes["BackfillSpans"]
+    assert json.loads(backfill.exec_properties["spans"]) == [1, 2, 3]
+    assert backfill.exec_properties["input_base"] == str(config.data_root)
+    # The same input pattern and splits as the newest span's CsvExampleGen.
+    for key in ("input_config", "output_config"):
+        assert backfill.exec_properties[key] == nodes["CsvExampleGen"].exec_properties[key]
+    assert nodes["ImportSchemaGen"] in backfill.upstream_nodes
+    assert {backfill, nodes["ExampleValidator"]} <= nodes["SpanWindow"].upstream_nodes
     assert nodes["SpanWindow"] in nodes["MergeSpans"].upstream_nodes
     assert nodes["MergeSpans"] in nodes["Transform"].upstream_nodes
 
 
 def test_without_backfill_the_pipeline_has_only_the_newest_span_ingest(tmp_path):
     nodes = _nodes(create_pipeline(PipelineConfig(home=tmp_path)))
-    assert not [node_id for node_id in nodes if "-span" in node_id]
+    assert "BackfillSpans" not in nodes
     assert {"CsvExampleGen", "SpanWindow", "Transform", "Pusher"} <= set(nodes)
 
 
