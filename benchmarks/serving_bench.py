@@ -9,11 +9,17 @@ Compared in one run, at concurrency 1, 8 and 64:
 
 The model is the pipeline's real taxi classifier (tf.Transform graph + Keras, built from a few rows by
 ``models.testing``), called through ``serving_raw`` with one trip per request (JSON ``instances`` over
-REST and Flask, TensorProtos over gRPC). Each server runs in its own process; the load generator keeps
-one connection per client thread and runs on the same cores, so absolute numbers are machine-bound.
-Prints QPS, p50 and p99 per mode and concurrency, and the ratios the issue sets targets for.
+REST and Flask, TensorProtos over gRPC). Each server runs in its own process.
 
-    .venv/bin/python benchmarks/serving_bench.py --requests 400
+Load generator: every HTTP case (REST, REST+batch, Flask) is driven by ``wrk`` (C, one epoll thread, N
+keep-alive connections = concurrency) through ``benchmarks/wrk_fixed_count.lua``, which stops after a fixed
+request count and reports p50/p99 from wrk's latency histogram; it costs the servers far less CPU than
+Python client threads on the same cores. gRPC cannot go through wrk, so the gRPC rows (and the in-process
+limit) use the Python closed loop (one thread per client); the ``gen`` column says which generator made
+each row. Without ``wrk`` on PATH (``apt-get install wrk``) every row uses the Python generator, and the
+script says so. Prints QPS, p50 and p99 per mode and concurrency, and the ratios the issue sets targets for.
+
+    flock /tmp/bench.lock .venv/bin/python benchmarks/serving_bench.py --requests 400
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 MODEL = "taxi_tips"
 SIGNATURE = "serving_raw"  # named raw features in plain JSON: what a REST client of the pushed model sends
 ROWS = 40  # distinct taxi trips cycled through by the clients
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_fixed_count.lua"
+_WRK_RESULT = re.compile(r"RESULT requests=(\d+) seconds=([\d.]+) p50_us=(\d+) p99_us=(\d+) errors=(\d+)")
 
 
 def write_taxi_model(base: Path) -> Path:
@@ -138,11 +146,55 @@ def start_flask(model_dir: Path) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("flask app did not start")
 
 
-def rest_client(port: int, path: str, columns: dict[str, list]):
-    local = threading.local()
-    bodies = [
+def request_bodies(columns: dict[str, list]) -> list[str]:
+    """One JSON predict body per taxi trip (one row each); the same bodies go to REST and to Flask."""
+    return [
         json.dumps({"signature_name": SIGNATURE, "instances": [_instance(columns, i)]}) for i in range(ROWS)
     ]
+
+
+class HttpTarget:
+    """An HTTP case: wrk drives it when installed, else ``rest_client`` in the Python closed loop."""
+
+    def __init__(self, port: int, path: str, bodies: list[str]) -> None:
+        self.port, self.path, self.bodies = port, path, bodies
+
+    def python_call(self):
+        return rest_client(self.port, self.path, self.bodies)
+
+
+def wrk_run(target: HttpTarget, bodies_file: Path, concurrency: int, requests: int) -> dict:
+    """One wrk closed-loop run of exactly ``requests`` POSTs over ``concurrency`` keep-alive connections."""
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        "-d300s",  # an upper bound only: the script ends the run at the request count
+        "--timeout",
+        "60s",
+        "-s",
+        str(WRK_SCRIPT),
+        f"http://127.0.0.1:{target.port}",
+        "--",
+        str(bodies_file),
+        target.path,
+        str(requests),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=360, check=False)
+    match = _WRK_RESULT.search(done.stdout)
+    if done.returncode != 0 or not match:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-400:]} {done.stderr[-400:]}")
+    count, seconds, p50_us, p99_us, errors = match.groups()
+    return {
+        "qps": int(count) / float(seconds),
+        "p50": int(p50_us) / 1000,
+        "p99": int(p99_us) / 1000,
+        "errors": int(errors),
+    }
+
+
+def rest_client(port: int, path: str, bodies: list[str]):
+    local = threading.local()
 
     def call(i: int) -> None:
         if not hasattr(local, "connection"):
@@ -252,6 +304,9 @@ def main() -> int:
     parser.add_argument(
         "--rest-servers", default="threading,aiohttp", help="REST carriers to compare (--rest_api_server)"
     )
+    parser.add_argument(
+        "--python-generator", action="store_true", help="drive the HTTP cases with Python threads, not wrk"
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -282,18 +337,32 @@ def main() -> int:
         processes.append(flask)
         path = f"/v1/models/{MODEL}:predict"
         first = next(iter(servers))[0]
-        modes = {"in-process": in_process_client(model_dir, columns)}
+        bodies = request_bodies(columns)
+        bodies_file = workdir / "bodies.jsonl"
+        bodies_file.write_text("\n".join(bodies) + "\n")
+        modes: dict[str, object] = {"in-process": in_process_client(model_dir, columns)}
         for (rest_server, batched), (rest, _grpc) in servers.items():
             name = f"rest-{rest_server}"
-            modes[name + ("+batch" if batched else "")] = rest_client(rest, path, columns)
+            modes[name + ("+batch" if batched else "")] = HttpTarget(rest, path, bodies)
         modes["grpc"] = grpc_client(servers[first, False][1], columns)
         modes["grpc+batch"] = grpc_client(servers[first, True][1], columns)
-        modes["flask"] = rest_client(flask_port, "/predict", columns)
+        modes["flask"] = HttpTarget(flask_port, "/predict", bodies)
+        use_wrk = shutil.which("wrk") is not None and not args.python_generator
+        if not use_wrk and not args.python_generator:
+            print("wrk not found on PATH (apt-get install wrk): every row uses the Python load generator.")
         results: dict[tuple[str, int], dict] = {}
         for concurrency in levels:
-            for mode, call in modes.items():
+            for mode, case in modes.items():
                 print(f"  {mode:<17} concurrency {concurrency:>2}: {args.requests} requests ...", flush=True)
-                results[mode, concurrency] = closed_loop(call, concurrency, args.requests)
+                if isinstance(case, HttpTarget) and use_wrk:
+                    wrk_run(case, bodies_file, concurrency, max(20, 2 * concurrency))  # warm-up
+                    result = wrk_run(case, bodies_file, concurrency, args.requests)
+                    result["generator"] = "wrk"
+                else:
+                    call = case.python_call() if isinstance(case, HttpTarget) else case
+                    result = closed_loop(call, concurrency, args.requests)
+                    result["generator"] = "python"
+                results[mode, concurrency] = result
     finally:
         for process in processes:
             process.terminate()
@@ -302,12 +371,14 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print()
-    print(f"{'mode':<17} {'conc':>4} {'QPS':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99/p50':>7} {'errors':>6}")
+    header = f"{'mode':<17} {'gen':<6} {'conc':>4} {'QPS':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99/p50':>7}"
+    print(header + f" {'errors':>6}")
     for (mode, concurrency), r in results.items():
         print(
-            f"{mode:<17} {concurrency:>4} {r['qps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-            f"{r['p99'] / r['p50']:>7.1f} {r['errors']:>6}"
+            f"{mode:<17} {r['generator']:<6} {concurrency:>4} {r['qps']:>8.0f} {r['p50']:>8.2f} "
+            f"{r['p99']:>8.2f} {r['p99'] / r['p50']:>7.1f} {r['errors']:>6}"
         )
+    print("gen: wrk = C load generator (benchmarks/wrk_fixed_count.lua); python = Python client threads.")
     top = max(levels)
     print()
     batch_modes = [m for m, c in results if c == top and m.endswith("+batch")]
