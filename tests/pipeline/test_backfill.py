@@ -181,3 +181,23 @@ def test_a_span_whose_files_disagree_on_the_header_is_refused(tmp_path):
     (folder / "b.csv").write_text("x,z\n1,2\n")
     with pytest.raises(ValueError, match="different header"):
         find_span_files(str(tmp_path), data.SPAN_PATTERN, 4)
+
+
+def test_a_split_without_rows_still_gets_a_file_and_statistics(schema, tmp_path):
+    header, by_span = data.split_into_spans()
+    data.write_span(tmp_path / "data", 5, header, by_span[5][:1])  # one row: one split stays empty
+    outputs = {
+        key: [_artifact(kind, tmp_path / key)]
+        for key, kind in (
+            ("examples", standard_artifacts.Examples),
+            ("statistics", standard_artifacts.ExampleStatistics),
+            ("anomalies", standard_artifacts.ExampleAnomalies),
+        )
+    }
+    Executor(CONTEXT).Do({"schema": [schema]}, outputs, _properties(tmp_path / "data", "[5]"))
+    [examples], [statistics] = outputs["examples"], outputs["statistics"]
+    assert examples.uri == str(tmp_path / "examples")  # one span: the system's own URI
+    counts = {split: len(_records(examples, split)) for split in ("train", "eval")}
+    assert sorted(counts.values()) == [0, 1]
+    for split, count in counts.items():
+        assert _statistics(statistics, split).datasets[0].num_examples == count
