@@ -5,6 +5,9 @@ non-batch shape are merged into one call of up to ``max_batch_size`` rows. A bat
 ``batch_timeout_micros`` after it opened; ``num_batch_threads`` workers run closed batches, padded up to the
 next ``allowed_batch_sizes`` entry. A queue holding ``max_enqueued_batches`` batches rejects new work with
 UNAVAILABLE (HTTP 503). Each caller gets exactly its own rows back, so results match unbatched calls.
+
+``run`` blocks its thread until the result is in (gRPC, the threading REST carrier); ``submit`` only queues
+and calls back from the batch thread, so an event loop can wait for many calls without a thread each.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import bisect
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,17 +25,26 @@ from serving.errors import deadline_exceeded, invalid_argument, unavailable
 from serving.monitoring import QUEUING_LATENCY, ServingMetrics
 from serving.servable import Signature
 
+DEADLINE_MESSAGE = "Deadline exceeded while waiting for the batch to run"
 
-class _Task:
-    __slots__ = ("done", "enqueued_at", "error", "inputs", "outputs", "size")
 
-    def __init__(self, inputs: dict[str, np.ndarray], size: int) -> None:
+class Task:
+    """One queued call; ``result()`` is its share of the batch's outputs (or raises the batch's error)."""
+
+    __slots__ = ("enqueued_at", "error", "inputs", "notify", "outputs", "size")
+
+    def __init__(self, inputs: dict[str, np.ndarray], size: int, notify: Callable[[Task], None]) -> None:
         self.inputs = inputs
         self.size = size
+        self.notify = notify
         self.enqueued_at = time.perf_counter()
-        self.done = threading.Event()
         self.outputs: dict[str, np.ndarray] | None = None
         self.error: BaseException | None = None
+
+    def result(self) -> dict[str, np.ndarray]:
+        if self.error is not None:
+            raise self.error
+        return self.outputs
 
 
 class _Batch:
@@ -40,7 +53,7 @@ class _Batch:
     def __init__(self, queue: _Queue, closes_at: float) -> None:
         self.queue = queue
         self.closes_at = closes_at
-        self.tasks: list[_Task] = []
+        self.tasks: list[Task] = []
         self.size = 0
 
 
@@ -74,6 +87,19 @@ class BatchScheduler:
 
     def run(self, signature: Signature, inputs: dict[str, np.ndarray], timeout: float | None) -> dict:
         """Queue one call and wait for its share of the batch result (at most ``timeout`` seconds)."""
+        done = threading.Event()
+        task = self.submit(signature, inputs, lambda _task: done.set())
+        if not done.wait(timeout):
+            raise deadline_exceeded(DEADLINE_MESSAGE)
+        return task.result()
+
+    def submit(
+        self, signature: Signature, inputs: dict[str, np.ndarray], notify: Callable[[Task], None]
+    ) -> Task:
+        """Queue one call; ``notify(task)`` runs on a batch thread once ``task.result()`` is ready.
+
+        Bad sizes (400) and a full queue (503) raise here, before anything is queued.
+        """
         sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
         if len(sizes) != 1 or None in sizes:
             raise invalid_argument("Batching session Run() input tensors must have equal 0th-dimension size")
@@ -82,20 +108,16 @@ class BatchScheduler:
             raise invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
             )
-        task = _Task(inputs, size)
+        task = Task(inputs, size, notify)
         key = (id(signature), tuple((a, v.dtype.str, v.shape[1:]) for a, v in sorted(inputs.items())))
         with self._cond:
             if self._stopping:
                 raise unavailable("The batch scheduler is shutting down")
             self._enqueue(key, signature, task)
             self._cond.notify()
-        if not task.done.wait(timeout):
-            raise deadline_exceeded("Deadline exceeded while waiting for the batch to run")
-        if task.error is not None:
-            raise task.error
-        return task.outputs
+        return task
 
-    def _enqueue(self, key, signature: Signature, task: _Task) -> None:
+    def _enqueue(self, key, signature: Signature, task: Task) -> None:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _Queue(key, signature)
@@ -166,7 +188,7 @@ class BatchScheduler:
             for task in batch.tasks:
                 task.error = error
         for task in batch.tasks:
-            task.done.set()
+            task.notify(task)
 
     def _merge(self, batch: _Batch) -> dict[str, np.ndarray]:
         if len(batch.tasks) == 1 and not self.options.allowed_batch_sizes:

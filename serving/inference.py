@@ -62,13 +62,13 @@ def _compatible(shape: tuple[int, ...], declared: tuple[int | None, ...]) -> boo
     )
 
 
-def predict(
+def predict_signature(
     servable: Servable,
     signature_name: str,
     inputs: dict[str, np.ndarray],
-    run: Runner,
     output_filter: list[str] | tuple[str, ...] = (),
-) -> tuple[Signature, dict[str, np.ndarray]]:
+) -> Signature:
+    """The signature a predict request calls, once its inputs and output filter are checked against it."""
     signature = servable.signature(signature_name)
     check_inputs(signature, inputs)
     for alias in output_filter:
@@ -77,42 +77,58 @@ def predict(
                 f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
                 f"{{{','.join(sorted(signature.outputs))}}}."
             )
-    outputs = run(signature, inputs)
-    if output_filter:
-        outputs = {alias: outputs[alias] for alias in output_filter}
-    return signature, outputs
+    return signature
 
 
-def _example_signature(servable: Servable, signature_name: str) -> tuple[Signature, str]:
+def filter_outputs(
+    outputs: dict[str, np.ndarray], output_filter: list[str] | tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    return {alias: outputs[alias] for alias in output_filter} if output_filter else outputs
+
+
+def predict(
+    servable: Servable,
+    signature_name: str,
+    inputs: dict[str, np.ndarray],
+    run: Runner,
+    output_filter: list[str] | tuple[str, ...] = (),
+) -> tuple[Signature, dict[str, np.ndarray]]:
+    signature = predict_signature(servable, signature_name, inputs, output_filter)
+    return signature, filter_outputs(run(signature, inputs), output_filter)
+
+
+def example_inputs(
+    servable: Servable, signature_name: str, examples: list[bytes]
+) -> tuple[Signature, dict[str, np.ndarray]]:
+    """The classify/regress signature and its one input: the serialized tf.Examples as a string batch."""
+    if not examples:
+        raise invalid_argument("Input is empty.")
     signature = servable.signature(signature_name)
     if len(signature.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
     alias = signature.input_names[0]
     if signature.inputs[alias].dtype_name != "string":
         raise invalid_argument(f"Expected input tensor {alias} to be of type string for serialized examples.")
-    return signature, alias
-
-
-def _run_examples(servable, signature_name, examples: list[bytes], run: Runner) -> tuple[Signature, dict]:
-    if not examples:
-        raise invalid_argument("Input is empty.")
-    signature, alias = _example_signature(servable, signature_name)
     batch = np.empty(len(examples), dtype=object)
     batch[:] = examples
-    return signature, run(signature, {alias: batch})
+    return signature, {alias: batch}
 
 
 def classify(
     servable: Servable, signature_name: str, examples: list[bytes], run: Runner
 ) -> list[list[tuple[str, float]]]:
     """Per example, the (label, score) pairs; label is "" when the model has no ``classes`` output."""
-    _signature, outputs = _run_examples(servable, signature_name, examples, run)
+    signature, inputs = example_inputs(servable, signature_name, examples)
+    return classification(run(signature, inputs), len(examples))
+
+
+def classification(outputs: dict[str, np.ndarray], count: int) -> list[list[tuple[str, float]]]:
+    """A classify signature's outputs for ``count`` examples as (label, score) pairs per example."""
     scores, classes = outputs.get("scores"), outputs.get("classes")
     if scores is None and classes is None:
         raise invalid_argument(
             "Expected classification signature outputs to contain at least one of classes or scores"
         )
-    count = len(examples)
     for name, tensor in (("scores", scores), ("classes", classes)):
         if tensor is not None and (tensor.ndim != 2 or tensor.shape[0] != count):
             raise invalid_argument(
@@ -132,14 +148,18 @@ def classify(
 
 
 def regress(servable: Servable, signature_name: str, examples: list[bytes], run: Runner) -> list[float]:
-    _signature, outputs = _run_examples(servable, signature_name, examples, run)
+    signature, inputs = example_inputs(servable, signature_name, examples)
+    return regression(run(signature, inputs), len(examples))
+
+
+def regression(outputs: dict[str, np.ndarray], count: int) -> list[float]:
+    """A regress signature's outputs for ``count`` examples as one float each."""
     if "outputs" in outputs:
         values = outputs["outputs"]
     elif len(outputs) == 1:
         values = next(iter(outputs.values()))
     else:
         raise invalid_argument("Expected one output Tensor.")
-    count = len(examples)
     if not (values.shape == (count,) or values.shape == (count, 1)):
         raise invalid_argument(
             "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "

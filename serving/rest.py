@@ -15,16 +15,19 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 
 from serving import inference, rest_json
 from serving.errors import ServingError, invalid_argument, status_code_of
-from serving.servable import DEFAULT_SIGNATURE
+from serving.manager import Resolved
+from serving.servable import DEFAULT_SIGNATURE, Signature
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,38 @@ class Response:
     status: int
     body: bytes
     content_type: str = _JSON
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a ``/v1/models/...`` URL names: the API (None for status/metadata), model, version, label."""
+
+    api: str | None
+    name: str
+    version: int | None
+    label: str | None
+
+
+@dataclass
+class Inference:
+    """One inference request, parsed and checked, waiting for its signature to run."""
+
+    target: Target
+    started: float
+    deadline: float
+    resolved: Resolved | None = None
+    signature: Signature | None = None
+    inputs: dict[str, np.ndarray] | None = None
+    examples: int = 0
+    answer: Callable[[dict[str, np.ndarray]], dict] | None = None  # the outputs as the response document
+
+
+def _classify_document(outputs: dict[str, np.ndarray], count: int) -> dict:
+    return {
+        "results": [
+            [[label, score] for label, score in row] for row in inference.classification(outputs, count)
+        ]
+    }
 
 
 def _error(error: ServingError) -> Response:
@@ -98,6 +133,11 @@ class RestApi:
     def __init__(self, server) -> None:
         self._server = server  # serving.server.ModelServer: manager, runner, metrics, options
 
+    @property
+    def scheduler(self):
+        """The server's BatchScheduler when batching is on, else None."""
+        return self._server.scheduler
+
     def handle(self, method: str, path: str, body: bytes) -> Response:
         path = path.split("?", 1)[0]
         monitoring = self._server.monitoring
@@ -120,18 +160,13 @@ class RestApi:
         is_post = method == "POST" and match and match["method"] and not match["metadata"]
         if not (is_get or is_post):
             raise invalid_argument(f"Malformed request: {method} {path}")
-        name = unquote(match["name"])
-        label = unquote(match["label"]) if match["label"] else None
-        version = None
-        if match["version"]:
-            version = int(match["version"])
-            if version > _MAX_INT64:
-                raise invalid_argument(f"Failed to convert version: {match['version']} to numeric.")
+        target = self._target(match)
         if is_get:
             if match["metadata"]:
-                return self._metadata(name, version, label)
-            return Response(200, rest_json.dumps(_to_dict(self._server.manager.status(name, version))))
-        return self._infer(match["method"].lower(), name, version, label, body)
+                return self._metadata(target.name, target.version, target.label)
+            status = self._server.manager.status(target.name, target.version)
+            return Response(200, rest_json.dumps(_to_dict(status)))
+        return self._infer(target, body)
 
     def _metadata(self, name: str, version: int | None, label: str | None) -> Response:
         servable = self._server.manager.resolve(name, version, label).servable
@@ -141,51 +176,95 @@ class RestApi:
             200, rest_json.dumps({"model_spec": spec, "metadata": {"signature_def": signature_defs}})
         )
 
-    def _infer(self, api: str, name: str, version: int | None, label: str | None, body: bytes) -> Response:
+    def inference_target(self, method: str, path: str) -> Target | None:
+        """The model behind a well-formed ``POST ...:(predict|classify|regress)``; None for anything else."""
+        path = path.split("?", 1)[0]
+        match = _MODEL_PATH.match(path) if method == "POST" and path.startswith("/v1/") else None
+        if not match or not match["method"] or match["metadata"]:
+            return None
+        try:
+            return self._target(match)
+        except ServingError:
+            return None
+
+    def _target(self, match: re.Match) -> Target:
+        version = None
+        if match["version"]:
+            version = int(match["version"])
+            if version > _MAX_INT64:
+                raise invalid_argument(f"Failed to convert version: {match['version']} to numeric.")
+        method = match["method"].lower() if match["method"] else None
+        label = unquote(match["label"]) if match["label"] else None
+        return Target(method, unquote(match["name"]), version, label)
+
+    def _infer(self, target: Target, body: bytes) -> Response:
+        call = self.start_inference(target, body)
+        if isinstance(call, Response):
+            return call
+        try:
+            outputs = self._server.runner(deadline=call.deadline)(call.signature, call.inputs)
+        except Exception as error:
+            return self.finish_inference(call, error=error)
+        return self.finish_inference(call, outputs)
+
+    def start_inference(self, target: Target, body: bytes) -> Inference | Response:
+        """Parse and check an inference request up to the signature call (or answer its error)."""
         server = self._server
         started = time.perf_counter()
-        resolved = None
-        examples = 0
+        call = Inference(target, started, started + server.options.rest_api_timeout_in_ms / 1000)
         try:
             request = rest_json.parse_body(body)  # parsed before the lookup, as TF Serving does
             signature_name = rest_json.signature_name_of(request)
-            resolved = server.manager.resolve(name, version, label)
-            servable = resolved.servable
-            run = server.runner(deadline=started + server.options.rest_api_timeout_in_ms / 1000)
-            if api == "predict":
+            call.resolved = server.manager.resolve(target.name, target.version, target.label)
+            servable = call.resolved.servable
+            if target.api == "predict":
                 signature = servable.signatures.get(signature_name or DEFAULT_SIGNATURE)
                 if signature is None:
                     wanted = signature_name or DEFAULT_SIGNATURE
                     raise invalid_argument(f'Serving signature name: "{wanted}" not found in signature def')
                 inputs, row_format = rest_json.predict_inputs(request, signature)
-                examples = next(iter(inputs.values())).shape[0] if inputs else 0
-                _signature, outputs = inference.predict(servable, signature.name, inputs, run)
-                document = rest_json.predict_response(outputs, row_format)
+                call.examples = next(iter(inputs.values())).shape[0] if inputs else 0
+                call.signature = inference.predict_signature(servable, signature.name, inputs)
+                call.inputs = inputs
+                call.answer = lambda outputs: rest_json.predict_response(outputs, row_format)
             else:
-                serialized = rest_json.examples_of(request, api)
-                examples = len(serialized)
-                if api == "classify":
-                    results = inference.classify(servable, signature_name, serialized, run)
-                    document = {"results": [[[label_, score] for label_, score in row] for row in results]}
+                serialized = rest_json.examples_of(request, target.api)
+                count = call.examples = len(serialized)
+                call.signature, call.inputs = inference.example_inputs(servable, signature_name, serialized)
+                if target.api == "classify":
+                    call.answer = lambda outputs: _classify_document(outputs, count)
                 else:
-                    document = {"results": inference.regress(servable, signature_name, serialized, run)}
-            response = Response(200, rest_json.dumps(document))
-            code = grpc.StatusCode.OK
+                    call.answer = lambda outputs: {"results": inference.regression(outputs, count)}
         except Exception as error:
+            return self.finish_inference(call, error=error)
+        return call
+
+    def finish_inference(
+        self, call: Inference, outputs: dict[str, np.ndarray] | None = None, error: Exception | None = None
+    ) -> Response:
+        """The response for the signature's outputs (or for the error on the way), counted in the metrics."""
+        if error is None:
+            try:
+                response = Response(200, rest_json.dumps(call.answer(outputs)))
+            except Exception as answer_error:
+                error = answer_error
+        if error is None:
+            code = grpc.StatusCode.OK
+        else:
             code = status_code_of(error)
             if not isinstance(error, ServingError):
-                log.exception("REST %s on model %s failed", api, name)
+                log.error("REST %s on model %s failed", call.target.api, call.target.name, exc_info=error)
                 error = ServingError(code, str(error))
             response = _error(error)
-        server.record_request(
-            name=name,
-            resolved=resolved,
-            label=label,
+        self._server.record_request(
+            name=call.target.name,
+            resolved=call.resolved,
+            label=call.target.label,
             code=code,
-            api=api,
+            api=call.target.api,
             entrypoint="REST",
-            started=started,
-            examples=examples,
+            started=call.started,
+            examples=call.examples,
         )
         return response
 
