@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -159,3 +160,101 @@ def test_full_queue_is_503_and_timeout_is_504(tmp_path, contract_root):
         assert status == 503 and "queue" in body["error"]
         waiting.join()
         assert first[0][0] == 504  # it waited longer than --rest_api_timeout_in_ms
+
+
+def test_batched_classify_and_regress_match_unbatched(tmp_path, contract_root):
+    config = str(contract_root / "models.config")
+    batching = _batching_file(tmp_path, max_batch_size=16, batch_timeout_micros=2000, num_batch_threads=2)
+    calls = [
+        (":classify", {"signature_name": "classify_x_to_y", "examples": [{"x": float(i)}, {"x": i + 0.5}]})
+        for i in range(12)
+    ] + [(":regress", {"signature_name": "regress_x_to_y", "examples": [{"x": float(i)}]}) for i in range(12)]
+    answers = {}
+    for mode, extra in (
+        ("plain", {}),
+        ("batched", {"enable_batching": True, "batching_parameters_file": batching}),
+    ):
+        with (
+            start_server(
+                model_config_file=config, allow_version_labels_for_unavailable_models=True, **extra
+            ) as s,
+            ThreadPoolExecutor(12) as pool,
+        ):
+            answers[mode] = list(
+                pool.map(
+                    lambda call: http_request(s.rest_port, "POST", f"/v1/models/half_plus{call[0]}", call[1]),
+                    calls,
+                )
+            )
+    assert [a[0] for a in answers["batched"]] == [200] * len(calls)
+    assert [a[2] for a in answers["batched"]] == [a[2] for a in answers["plain"]]
+    assert answers["plain"][-1][2] == {"results": [0.5 * 11 + 3.0]}
+
+
+class _Recorder:
+    """Wraps a loaded signature's function: the batch sizes it ran and the threads that parsed bodies."""
+
+    def __init__(self, signature) -> None:
+        self.function = signature.function
+        self.batch_sizes: list[int] = []
+        signature.function = self
+
+    def __call__(self, **tensors):
+        self.batch_sizes.append(int(next(iter(tensors.values())).shape[0]))
+        return self.function(**tensors)
+
+
+def test_batched_rest_requests_wait_without_holding_a_pool_thread(tmp_path, contract_root):
+    # One REST pool thread, and a batch that only closes when 8 requests are in: on the event loop they
+    # all wait together and run as one batch of 8.
+    batching = _batching_file(tmp_path, max_batch_size=8, batch_timeout_micros=5_000_000, num_batch_threads=1)
+    with start_server(
+        model_config_file=str(contract_root / "models.config"),
+        allow_version_labels_for_unavailable_models=True,
+        enable_batching=True,
+        batching_parameters_file=batching,
+        rest_api_num_threads=1,
+    ) as server:
+        servable = server.manager.resolve("half_plus", None, None).servable
+        recorder = _Recorder(servable.signatures["serving_default"])
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(
+                    lambda x: http_request(
+                        server.rest_port, "POST", "/v1/models/half_plus:predict", {"instances": [x]}
+                    ),
+                    [float(i) for i in range(8)],
+                )
+            )
+    assert [status for status, _h, _b in answers] == [200] * 8
+    assert [body["predictions"] for _s, _h, body in answers] == [[0.5 * i + 3.0] for i in range(8)]
+    assert recorder.batch_sizes == [8]
+
+
+def test_small_bodies_are_parsed_on_the_loop_and_large_ones_on_the_pool(tmp_path, contract_root, monkeypatch):
+    from serving import rest_aio, rest_json
+
+    parsed_on: list[str] = []
+    parse_body = rest_json.parse_body
+
+    def recording_parse(body):
+        parsed_on.append(threading.current_thread().name)
+        return parse_body(body)
+
+    monkeypatch.setattr(rest_json, "parse_body", recording_parse)
+    batching = _batching_file(tmp_path, max_batch_size=20_000, batch_timeout_micros=0, num_batch_threads=1)
+    large = [round(i * 0.25, 2) for i in range(16_000)]
+    assert len(json.dumps({"instances": large})) > rest_aio.LOOP_PARSE_MAX_BYTES
+    with start_server(
+        model_config_file=str(contract_root / "models.config"),
+        allow_version_labels_for_unavailable_models=True,
+        enable_batching=True,
+        batching_parameters_file=batching,
+    ) as server:
+        path = "/v1/models/half_plus:predict"
+        small_answer = http_request(server.rest_port, "POST", path, {"instances": [1.0]})
+        large_answer = http_request(server.rest_port, "POST", path, {"instances": large})
+    assert small_answer[0] == 200 and small_answer[2] == {"predictions": [3.5]}
+    assert large_answer[0] == 200 and large_answer[2]["predictions"] == [0.5 * x + 3.0 for x in large]
+    assert parsed_on[0] == "rest-server"  # the event loop's thread
+    assert parsed_on[1].startswith("rest_")  # a pool thread
