@@ -124,11 +124,32 @@ def _flatten(value, depth: int, shape: list[int], spec: TensorSpec, out: list) -
         out.append(_leaf(value, spec))
 
 
+def _plain_types(kind: str) -> tuple[type, ...]:
+    """The JSON scalar types ``_leaf`` takes as they are for ``kind`` (b64 objects excluded)."""
+    if kind in _FLOAT_KINDS:
+        return (int, float)
+    if kind == "bool":
+        return (bool,)
+    if kind == "string":
+        return (str,)
+    return (int,)
+
+
 def to_tensor(value, spec: TensorSpec) -> np.ndarray:
     """A JSON value (scalar or nested lists, all rows the same shape) as an array of ``spec``'s dtype."""
+    if type(value) is list and value:
+        plain = _plain_types(spec.dtype_name)
+        if all(type(item) in plain for item in value):
+            # A flat list of plain scalars (one feature of each row: the usual request) needs no walk.
+            flat = [item.encode("utf-8") for item in value] if spec.dtype_name == "string" else value
+            return _array(flat, [len(value)], spec)
     shape = _shape_of(value)
     flat: list = []
     _flatten(value, 0, shape, spec, flat)
+    return _array(flat, shape, spec)
+
+
+def _array(flat: list, shape: list[int], spec: TensorSpec) -> np.ndarray:
     if spec.dtype == object:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
