@@ -13,6 +13,7 @@ and calls back from the batch thread, so an event loop can wait for many calls w
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 import time
 from collections import deque
@@ -24,6 +25,8 @@ from serving.configs import BatchingOptions
 from serving.errors import deadline_exceeded, invalid_argument, unavailable
 from serving.monitoring import QUEUING_LATENCY, ServingMetrics
 from serving.servable import Signature
+
+log = logging.getLogger(__name__)
 
 DEADLINE_MESSAGE = "Deadline exceeded while waiting for the batch to run"
 
@@ -188,7 +191,10 @@ class BatchScheduler:
             for task in batch.tasks:
                 task.error = error
         for task in batch.tasks:
-            task.notify(task)
+            try:
+                task.notify(task)
+            except Exception:  # one caller gone wrong must not keep the others waiting
+                log.exception("Could not hand a batch result to its caller")
 
     def _merge(self, batch: _Batch) -> dict[str, np.ndarray]:
         if len(batch.tasks) == 1 and not self.options.allowed_batch_sizes:

