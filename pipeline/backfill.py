@@ -124,9 +124,12 @@ class _ColumnTypesPerSpan(beam.CombineFn):
         span, cells = element
         inferrer = self._inferrers[span]
         current = accumulator.get(span)
-        accumulator[span] = inferrer.add_input(
-            inferrer.create_accumulator() if current is None else current, cells
-        )
+        try:
+            accumulator[span] = inferrer.add_input(
+                inferrer.create_accumulator() if current is None else current, cells
+            )
+        except ValueError as error:  # a row with more or fewer cells than the header
+            raise ValueError(f"span {span}: {error}") from error
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:

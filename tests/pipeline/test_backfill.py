@@ -201,3 +201,20 @@ def test_a_split_without_rows_still_gets_a_file_and_statistics(schema, tmp_path)
     assert sorted(counts.values()) == [0, 1]
     for split, count in counts.items():
         assert _statistics(statistics, split).datasets[0].num_examples == count
+
+
+def test_a_row_that_does_not_fit_the_header_is_refused_naming_the_span(schema, tmp_path):
+    header, by_span = data.split_into_spans()
+    rows = [list(row) for row in by_span[6][:5]]
+    rows[2] = rows[2][:-1]  # one cell short
+    data.write_span(tmp_path / "data", 6, header, rows)
+    outputs = {
+        key: [_artifact(kind, tmp_path / key)]
+        for key, kind in (
+            ("examples", standard_artifacts.Examples),
+            ("statistics", standard_artifacts.ExampleStatistics),
+            ("anomalies", standard_artifacts.ExampleAnomalies),
+        )
+    }
+    with pytest.raises(Exception, match="span 6: Columns do not match specified csv headers"):
+        Executor(CONTEXT).Do({"schema": [schema]}, outputs, _properties(tmp_path / "data", "[6]"))
