@@ -256,6 +256,10 @@ class ModelManager:
             entry.status.error_message = seen[number].error_message
         return response
 
+    def is_configured(self, name: str) -> bool:
+        """Whether the current config names this model (cheap: asked on every request)."""
+        return name in self._labels  # replaced at each reload, keyed by every configured model
+
     def labels(self, name: str) -> dict[str, int]:
         return dict(self._labels.get(name, {}))
 

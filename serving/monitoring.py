@@ -125,8 +125,11 @@ class ServingMetrics:
 
     def add(self, spec: _Spec, labels: tuple[str, ...], amount: float = 1.0) -> None:
         with self._lock:
-            series = self._values[spec]
-            series[labels] = series.get(labels, 0.0) + amount
+            self._add(spec, labels, amount)
+
+    def _add(self, spec: _Spec, labels: tuple[str, ...], amount: float) -> None:
+        series = self._values[spec]
+        series[labels] = series.get(labels, 0.0) + amount
 
     def set(self, spec: _Spec, labels: tuple[str, ...], value: float) -> None:
         with self._lock:
@@ -134,11 +137,14 @@ class ServingMetrics:
 
     def observe(self, spec: _Spec, labels: tuple[str, ...], value: float) -> None:
         with self._lock:
-            series = self._values[spec]
-            histogram = series.get(labels)
-            if histogram is None:
-                histogram = series[labels] = _Histogram()
-            histogram.observe(value)
+            self._observe(spec, labels, value)
+
+    def _observe(self, spec: _Spec, labels: tuple[str, ...], value: float) -> None:
+        series = self._values[spec]
+        histogram = series.get(labels)
+        if histogram is None:
+            histogram = series[labels] = _Histogram()
+        histogram.observe(value)
 
     def record_request(
         self,
@@ -153,13 +159,15 @@ class ServingMetrics:
         examples: int = 0,
     ) -> None:
         version_text = "" if version is None else str(version)
-        self.add(REQUEST_COUNT, (model, status))
-        self.add(VERSION_REQUEST_COUNT, (model, version_text, label, status))
-        if status == "OK":
-            self.observe(REQUEST_LATENCY, (model, api, entrypoint), latency_us)
-            self.observe(VERSION_REQUEST_LATENCY, (model, version_text, label, api, entrypoint), latency_us)
-            if examples:
-                self.add(EXAMPLE_COUNT, (model,), examples)
+        with self._lock:  # one lock round per request: this runs on every request
+            self._add(REQUEST_COUNT, (model, status), 1.0)
+            self._add(VERSION_REQUEST_COUNT, (model, version_text, label, status), 1.0)
+            if status == "OK":
+                self._observe(REQUEST_LATENCY, (model, api, entrypoint), latency_us)
+                labels = (model, version_text, label, api, entrypoint)
+                self._observe(VERSION_REQUEST_LATENCY, labels, latency_us)
+                if examples:
+                    self._add(EXAMPLE_COUNT, (model,), examples)
 
     def value(self, spec: _Spec, labels: tuple[str, ...]) -> float:
         """A counter's or gauge's current value (a histogram's count), for tests and tools."""

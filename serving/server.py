@@ -227,8 +227,7 @@ class ModelServer:
         started: float,
         examples: int,
     ) -> None:
-        config = self.manager.config()
-        known = config is not None and any(m.name == name for m in config.model_config_list.config)
+        known = self.manager.is_configured(name)
         # Names that are not configured are not echoed into metric labels (unbounded cardinality).
         self.metrics.record_request(
             model=name if known else "",

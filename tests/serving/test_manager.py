@@ -264,7 +264,9 @@ def test_reload_replaces_the_whole_config(tmp_path, half_plus_versions):
     )
     with start_server(model_config_file=str(_write(tmp_path / "c.config", both))) as server:
         assert predict(server, 2.0, "/v1/models/b") == (200, {"predictions": [4.0]})
+        assert server.manager.is_configured("a") and server.manager.is_configured("b")
         server.reload_config(parse_model_server_config(config_text(a, name="a")))
+        assert server.manager.is_configured("a") and not server.manager.is_configured("b")
         wait_for(lambda: states(server, "b") == {2: "END"})
         assert predict(server, 2.0, "/v1/models/b")[0] == 404
         assert predict(server, 2.0, "/v1/models/a") == (200, {"predictions": [3.0]})
