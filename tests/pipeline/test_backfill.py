@@ -55,6 +55,16 @@ def schema(tmp_path_factory):
     return _artifact(standard_artifacts.Schema, folder)
 
 
+def _outputs(folder):
+    """One output artifact per key, as the launcher hands them to an executor."""
+    kinds = {
+        "examples": standard_artifacts.Examples,
+        "statistics": standard_artifacts.ExampleStatistics,
+        "anomalies": standard_artifacts.ExampleAnomalies,
+    }
+    return {key: [_artifact(kind, folder / key)] for key, kind in kinds.items()}
+
+
 def _properties(input_base, spans_json):
     return {
         "input_base": str(input_base),
@@ -67,11 +77,7 @@ def _properties(input_base, spans_json):
 @pytest.fixture(scope="module")
 def backfill(spans, schema, tmp_path_factory):
     out = tmp_path_factory.mktemp("backfill")
-    outputs = {
-        "examples": [_artifact(standard_artifacts.Examples, out / "examples")],
-        "statistics": [_artifact(standard_artifacts.ExampleStatistics, out / "statistics")],
-        "anomalies": [_artifact(standard_artifacts.ExampleAnomalies, out / "anomalies")],
-    }
+    outputs = _outputs(out)
     Executor(CONTEXT).Do({"schema": [schema]}, outputs, _properties(spans, json.dumps([3, 1, 2])))
     return outputs
 
@@ -161,14 +167,7 @@ def test_clean_spans_are_blessed_and_the_bad_one_names_its_anomaly(backfill, tfx
 
 
 def test_a_missing_span_is_refused_by_name(spans, schema, tmp_path):
-    outputs = {
-        key: [_artifact(kind, tmp_path / key)]
-        for key, kind in (
-            ("examples", standard_artifacts.Examples),
-            ("statistics", standard_artifacts.ExampleStatistics),
-            ("anomalies", standard_artifacts.ExampleAnomalies),
-        )
-    }
+    outputs = _outputs(tmp_path)
     with pytest.raises(ValueError, match="span 7"):
         Executor(CONTEXT).Do({"schema": [schema]}, outputs, _properties(spans, "[1, 7]"))
     assert not (tmp_path / "examples").exists()  # refused before anything was written
@@ -186,14 +185,7 @@ def test_a_span_whose_files_disagree_on_the_header_is_refused(tmp_path):
 def test_a_split_without_rows_still_gets_a_file_and_statistics(schema, tmp_path):
     header, by_span = data.split_into_spans()
     data.write_span(tmp_path / "data", 5, header, by_span[5][:1])  # one row: one split stays empty
-    outputs = {
-        key: [_artifact(kind, tmp_path / key)]
-        for key, kind in (
-            ("examples", standard_artifacts.Examples),
-            ("statistics", standard_artifacts.ExampleStatistics),
-            ("anomalies", standard_artifacts.ExampleAnomalies),
-        )
-    }
+    outputs = _outputs(tmp_path)
     Executor(CONTEXT).Do({"schema": [schema]}, outputs, _properties(tmp_path / "data", "[5]"))
     [examples], [statistics] = outputs["examples"], outputs["statistics"]
     assert examples.uri == str(tmp_path / "examples")  # one span: the system's own URI
@@ -208,13 +200,6 @@ def test_a_row_that_does_not_fit_the_header_is_refused_naming_the_span(schema, t
     rows = [list(row) for row in by_span[6][:5]]
     rows[2] = rows[2][:-1]  # one cell short
     data.write_span(tmp_path / "data", 6, header, rows)
-    outputs = {
-        key: [_artifact(kind, tmp_path / key)]
-        for key, kind in (
-            ("examples", standard_artifacts.Examples),
-            ("statistics", standard_artifacts.ExampleStatistics),
-            ("anomalies", standard_artifacts.ExampleAnomalies),
-        )
-    }
+    outputs = _outputs(tmp_path)
     with pytest.raises(Exception, match="span 6: Columns do not match specified csv headers"):
         Executor(CONTEXT).Do({"schema": [schema]}, outputs, _properties(tmp_path / "data", "[6]"))

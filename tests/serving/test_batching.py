@@ -105,14 +105,10 @@ def _batching_file(tmp_path, **values) -> str:
     return str(path)
 
 
-def test_results_are_identical_with_and_without_batching(tmp_path, contract_root):
-    config = str(contract_root / "models.config")
-    rng = random.Random(7)
-    bodies = [
-        {"instances": [round(rng.uniform(-100, 100), 3) for _ in range(rng.randint(1, 4))]} for _ in range(48)
-    ]
+def _plain_and_batched(config: str, batching: str, calls: list, workers: int) -> dict[str, list]:
+    """The (status, headers, body) answers to ``calls`` ((method suffix, body) pairs), sent concurrently to
+    a server without batching and then to one with it."""
     answers = {}
-    batching = _batching_file(tmp_path, max_batch_size=32, batch_timeout_micros=2000, num_batch_threads=2)
     for mode, extra in (
         ("plain", {}),
         ("batched", {"enable_batching": True, "batching_parameters_file": batching}),
@@ -121,14 +117,29 @@ def test_results_are_identical_with_and_without_batching(tmp_path, contract_root
             start_server(
                 model_config_file=config, allow_version_labels_for_unavailable_models=True, **extra
             ) as s,
-            ThreadPoolExecutor(16) as pool,
+            ThreadPoolExecutor(workers) as pool,
         ):
             answers[mode] = list(
                 pool.map(
-                    lambda b: http_request(s.rest_port, "POST", "/v1/models/half_plus:predict", b)[2],
-                    bodies,
+                    lambda call: http_request(s.rest_port, "POST", f"/v1/models/half_plus{call[0]}", call[1]),
+                    calls,
                 )
             )
+    return answers
+
+
+def test_results_are_identical_with_and_without_batching(tmp_path, contract_root):
+    config = str(contract_root / "models.config")
+    rng = random.Random(7)
+    bodies = [
+        {"instances": [round(rng.uniform(-100, 100), 3) for _ in range(rng.randint(1, 4))]} for _ in range(48)
+    ]
+    batching = _batching_file(tmp_path, max_batch_size=32, batch_timeout_micros=2000, num_batch_threads=2)
+    calls = [(":predict", body) for body in bodies]
+    answers = {
+        mode: [body for _status, _headers, body in got]
+        for mode, got in _plain_and_batched(config, batching, calls, workers=16).items()
+    }
     assert answers["batched"] == answers["plain"]
     assert answers["plain"][0] == {"predictions": [0.5 * x + 3.0 for x in bodies[0]["instances"]]}
 
@@ -169,23 +180,7 @@ def test_batched_classify_and_regress_match_unbatched(tmp_path, contract_root):
         (":classify", {"signature_name": "classify_x_to_y", "examples": [{"x": float(i)}, {"x": i + 0.5}]})
         for i in range(12)
     ] + [(":regress", {"signature_name": "regress_x_to_y", "examples": [{"x": float(i)}]}) for i in range(12)]
-    answers = {}
-    for mode, extra in (
-        ("plain", {}),
-        ("batched", {"enable_batching": True, "batching_parameters_file": batching}),
-    ):
-        with (
-            start_server(
-                model_config_file=config, allow_version_labels_for_unavailable_models=True, **extra
-            ) as s,
-            ThreadPoolExecutor(12) as pool,
-        ):
-            answers[mode] = list(
-                pool.map(
-                    lambda call: http_request(s.rest_port, "POST", f"/v1/models/half_plus{call[0]}", call[1]),
-                    calls,
-                )
-            )
+    answers = _plain_and_batched(config, batching, calls, workers=12)
     assert [a[0] for a in answers["batched"]] == [200] * len(calls)
     assert [a[2] for a in answers["batched"]] == [a[2] for a in answers["plain"]]
     assert answers["plain"][-1][2] == {"results": [0.5 * 11 + 3.0]}
