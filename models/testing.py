@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import itertools
 import os
-import shutil
 from pathlib import Path
 
 ROWS = 40
@@ -115,16 +114,12 @@ def export_model(transform, model: str, path: str | os.PathLike) -> None:
 
 def write_taxi_model(base_path: str | os.PathLike, version: int, model: str, transform) -> Path:
     """Export ``model`` as ``<base_path>/<version>``, staged under a non-numeric name and renamed."""
-    base = Path(base_path)
-    base.mkdir(parents=True, exist_ok=True)
-    final = base / str(int(version))
-    if final.exists():
-        raise FileExistsError(f"version directory {final} already exists")
-    staging = base / f".{int(version)}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    export_model(transform, model, staging)
-    os.rename(staging, final)
-    return final
+    from pipeline.publish import write_local_version
+
+    def write(staging: str) -> None:
+        export_model(transform, model, staging)
+
+    return Path(write_local_version(base_path, version, write))
 
 
 def serving_raw_inputs(rows: list[dict], model: str) -> dict[str, list]:

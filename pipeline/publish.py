@@ -118,6 +118,24 @@ def _remove(path: str) -> None:
         tf.io.gfile.rmtree(path)
 
 
+def write_local_version(base_path: str | os.PathLike, version: int, write: Callable[[str], None]) -> str:
+    """``write(staging)`` a model straight into a local ``<base_path>/<version>``, the same way: under the
+    non-integer ``.<version>.tmp`` first, then renamed, so the version only ever appears complete.
+
+    For models built in place (tests, fixtures); a model that already exists goes through ``publish_model``.
+    """
+    base = os.fspath(base_path)
+    os.makedirs(base, exist_ok=True)
+    final = os.path.join(base, str(int(version)))
+    if os.path.exists(final):
+        raise FileExistsError(f"version directory {final} already exists")
+    staging = os.path.join(base, f".{int(version)}.tmp")
+    _remove(staging)
+    write(staging)
+    os.rename(staging, final)
+    return final
+
+
 def publish_model(
     source_dir: str,
     model_base_dir: str,

@@ -15,7 +15,6 @@ version.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,22 +53,19 @@ def write_fixture_model(base_path: str | os.PathLike, version: int, offset: floa
     """Write y = 0.5x + offset as ``<base_path>/<version>`` and return that directory."""
     import tensorflow as tf
 
-    base = Path(base_path)
-    base.mkdir(parents=True, exist_ok=True)
-    final = base / str(int(version))
-    if final.exists():
-        raise FileExistsError(f"version directory {final} already exists")
-    staging = base / f".{int(version)}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    from pipeline.publish import write_local_version
+
     module = _build_module(float(offset))
     signatures = {
         "serving_default": module.predict,
         "classify_x_to_y": module.classify,
         "regress_x_to_y": module.regress,
     }
-    tf.saved_model.save(module, str(staging), signatures=signatures)
-    os.rename(staging, final)
-    return final
+    return Path(
+        write_local_version(
+            base_path, version, lambda staging: tf.saved_model.save(module, staging, signatures=signatures)
+        )
+    )
 
 
 def write_broken_model(base_path: str | os.PathLike, version: int) -> Path:

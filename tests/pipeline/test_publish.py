@@ -69,3 +69,19 @@ def test_a_folder_without_saved_model_is_refused(tmp_path):
     with pytest.raises(publish.PublishError, match=r"no saved_model\.pb"):
         publish.publish_model(str(source), str(tmp_path / "m"))
     assert not (tmp_path / "m").exists() or _children(str(tmp_path / "m")) == []
+
+
+def test_a_model_written_in_place_appears_only_under_its_version(saved_model, tmp_path):
+    seen_while_writing = []
+
+    def write(staging):
+        tf.io.gfile.makedirs(staging)
+        seen_while_writing.append(sorted(os.listdir(tmp_path / "base")))
+        tf.io.gfile.copy(os.path.join(saved_model, "saved_model.pb"), os.path.join(staging, "saved_model.pb"))
+
+    final = publish.write_local_version(tmp_path / "base", 3, write)
+    assert final == str(tmp_path / "base" / "3")
+    assert seen_while_writing == [[".3.tmp"]]  # no integer-named folder while the model is written
+    assert sorted(os.listdir(tmp_path / "base")) == ["3"]
+    with pytest.raises(FileExistsError, match="already exists"):
+        publish.write_local_version(tmp_path / "base", 3, write)
