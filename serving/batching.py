@@ -112,7 +112,9 @@ class BatchScheduler:
                 f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
             )
         task = Task(inputs, size, notify)
-        key = (id(signature), tuple((a, v.dtype.str, v.shape[1:]) for a, v in sorted(inputs.items())))
+        # Calls merge only when every input agrees on dtype and non-batch shape. Unsorted: callers build
+        # their inputs in one order per signature, and this runs on every request.
+        key = (id(signature), tuple([(a, v.dtype, v.shape[1:]) for a, v in inputs.items()]))
         with self._cond:
             if self._stopping:
                 raise unavailable("The batch scheduler is shutting down")

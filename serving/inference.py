@@ -13,7 +13,7 @@ import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.errors import invalid_argument
-from serving.servable import Servable, Signature
+from serving.servable import Servable, Signature, TensorSpec
 
 Runner = Callable[[Signature, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -27,8 +27,8 @@ def direct_run(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str,
 
 def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The request's inputs must be exactly the signature's, with its dtypes (TF's messages)."""
-    sent, expected = set(inputs), set(signature.inputs)
-    if sent != expected:
+    if inputs.keys() != signature.inputs.keys():
+        sent, expected = set(inputs), set(signature.inputs)
         if len(sent) != len(expected):
             raise invalid_argument(
                 f"input size does not match signature: {len(sent)}!={len(expected)} "
@@ -47,7 +47,7 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[st
             raise invalid_argument(
                 f"Expects arg[{index}] to be {spec.dtype_name} but {value.dtype} is provided"
             )
-        if spec.shape is not None and not _compatible(value.shape, spec.shape):
+        if spec.shape is not None and not _compatible(value.shape, spec):
             wanted = [-1 if d is None else d for d in spec.shape]
             raise invalid_argument(
                 f"Input {alias} has shape {list(value.shape)}, which is not compatible with the "
@@ -56,10 +56,10 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[st
     return inputs
 
 
-def _compatible(shape: tuple[int, ...], declared: tuple[int | None, ...]) -> bool:
-    return len(shape) == len(declared) and all(
-        d is None or d == s for s, d in zip(shape, declared, strict=True)
-    )
+def _compatible(shape: tuple[int, ...], spec: TensorSpec) -> bool:
+    if len(shape) != len(spec.shape):
+        return False
+    return not spec.fixed_dims or all(shape[axis] == size for axis, size in spec.fixed_dims)
 
 
 def predict_signature(

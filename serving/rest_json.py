@@ -124,21 +124,20 @@ def _flatten(value, depth: int, shape: list[int], spec: TensorSpec, out: list) -
         out.append(_leaf(value, spec))
 
 
-def _plain_types(kind: str) -> tuple[type, ...]:
-    """The JSON scalar types ``_leaf`` takes as they are for ``kind`` (b64 objects excluded)."""
-    if kind in _FLOAT_KINDS:
-        return (int, float)
-    if kind == "bool":
-        return (bool,)
-    if kind == "string":
-        return (str,)
-    return (int,)
+_INTEGER_TYPES = (int,)
+# The JSON scalar types ``_leaf`` takes as they are for each dtype name (b64 objects excluded); every
+# integer dtype takes ``_INTEGER_TYPES``.
+_PLAIN_TYPES = {
+    **{kind: (int, float) for kind in _FLOAT_KINDS},
+    "bool": (bool,),
+    "string": (str,),
+}
 
 
 def to_tensor(value, spec: TensorSpec) -> np.ndarray:
     """A JSON value (scalar or nested lists, all rows the same shape) as an array of ``spec``'s dtype."""
     if type(value) is list and value:
-        plain = _plain_types(spec.dtype_name)
+        plain = _PLAIN_TYPES.get(spec.dtype_name, _INTEGER_TYPES)
         if all(type(item) in plain for item in value):
             # A flat list of plain scalars (one feature of each row: the usual request) needs no walk.
             flat = [item.encode("utf-8") for item in value] if spec.dtype_name == "string" else value
@@ -153,11 +152,12 @@ def _array(flat: list, shape: list[int], spec: TensorSpec) -> np.ndarray:
     if spec.dtype == object:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
-        return array.reshape(shape)
+        return array if len(shape) == 1 else array.reshape(shape)
     try:
-        return np.array(flat, dtype=spec.dtype).reshape(shape)
+        array = np.array(flat, dtype=spec.dtype)
     except OverflowError:
         raise invalid_argument(f"A value does not fit the input's type {spec.dtype_name}") from None
+    return array if len(shape) == 1 else array.reshape(shape)
 
 
 def predict_inputs(request: dict, signature: Signature) -> tuple[dict[str, np.ndarray], bool]:
@@ -176,7 +176,7 @@ def predict_inputs(request: dict, signature: Signature) -> tuple[dict[str, np.nd
 
 
 def _is_b64(value) -> bool:
-    return isinstance(value, dict) and set(value) == {"b64"}
+    return isinstance(value, dict) and len(value) == 1 and "b64" in value
 
 
 def _row_inputs(instances, specs: dict[str, TensorSpec]) -> dict[str, np.ndarray]:
@@ -197,13 +197,13 @@ def _row_inputs(instances, specs: dict[str, TensorSpec]) -> dict[str, np.ndarray
     for index, item in enumerate(instances):
         if not isinstance(item, dict) or _is_b64(item):
             raise invalid_argument(f"Expecting object but got list at item {index} of input list")
-        for key in item:
-            if key not in specs:
-                raise invalid_argument(
-                    f"Failed to process element: {index} key: {key} of 'instances' list. Error: Invalid "
-                    f"argument: JSON object: does not have named input: {key}"
-                )
-        if set(item) != expected:
+        if item.keys() != expected:
+            for key in item:
+                if key not in specs:
+                    raise invalid_argument(
+                        f"Failed to process element: {index} key: {key} of 'instances' list. Error: "
+                        f"Invalid argument: JSON object: does not have named input: {key}"
+                    )
             raise invalid_argument(
                 f"Failed to process element: {index} of 'instances' list. JSON object: {_compact(item)} "
                 f"keys must be equal to: {','.join(sorted(expected))}"

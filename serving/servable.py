@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -18,6 +19,11 @@ class TensorSpec:
     dtype: np.dtype
     dtype_name: str  # e.g. "float" / "int64" / "string", as TF Serving's messages spell it
     shape: tuple[int | None, ...] | None  # None = unknown rank
+
+    @cached_property
+    def fixed_dims(self) -> tuple[tuple[int, int], ...]:
+        """(axis, size) of each dimension the signature pins; checked on every request, so computed once."""
+        return tuple((axis, size) for axis, size in enumerate(self.shape or ()) if size is not None)
 
 
 class Signature:

@@ -111,6 +111,8 @@ def test_serve_subprocess_answers_then_drains_on_sigterm(tmp_path, contract_root
         client.join(timeout=30)
         assert answers and answers[0][0] == 200 and answers[0][2] == {"predictions": [3.0]}
         assert process.wait(timeout=60) == 0
+        # The serve process (only it) hands the GIL over less often: see serving/cli.py.
+        assert "GIL switch interval: 20 ms" in process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()
