@@ -92,7 +92,7 @@ class BatchScheduler:
         """Queue one call and wait for its share of the batch result (at most ``timeout`` seconds)."""
         done = threading.Event()
         task = self.submit(signature, inputs, lambda _task: done.set())
-        if not done.wait(timeout):
+        if not done.wait(None if timeout is None else min(timeout, threading.TIMEOUT_MAX)):
             raise deadline_exceeded(DEADLINE_MESSAGE)
         return task.result()
 

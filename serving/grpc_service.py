@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import grpc
@@ -89,7 +90,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             name, version, label = _spec_parts(model_spec)
             resolved = server.manager.resolve(name, version, label)
             remaining = context.time_remaining() if context is not None else None
-            deadline = started + remaining if remaining is not None else None
+            # A call without a deadline reports ~2**63 s remaining: that is no deadline, not a wait.
+            no_deadline = remaining is None or remaining > threading.TIMEOUT_MAX
+            deadline = None if no_deadline else started + remaining
             response, examples = work(resolved, server.runner(deadline=deadline))
             return response
         except Exception as error:

@@ -253,3 +253,33 @@ def test_small_bodies_are_parsed_on_the_loop_and_large_ones_on_the_pool(tmp_path
     assert large_answer[0] == 200 and large_answer[2]["predictions"] == [0.5 * x + 3.0 for x in large]
     assert parsed_on[0] == "rest-server"  # the event loop's thread
     assert parsed_on[1].startswith("rest_")  # a pool thread
+
+
+def test_batched_calls_without_a_deadline_wait_for_their_batch(tmp_path, contract_root):
+    """A gRPC call with no deadline reports ~2**63 s remaining; a huge REST timeout is as long. Both must
+    simply wait for the batch (they once failed with OverflowError inside the wait)."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    batching = _batching_file(tmp_path, max_batch_size=4, batch_timeout_micros=1000)
+    with start_server(
+        model_config_file=str(contract_root / "models.config"),
+        allow_version_labels_for_unavailable_models=True,
+        enable_batching=True,
+        batching_parameters_file=batching,
+        rest_api_server="threading",  # its requests wait in BatchScheduler.run, like gRPC's
+        rest_api_timeout_in_ms=2**62,
+    ) as server:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "half_plus"
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto([2.0], dtype=tf.float32))
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for timeout in (None, 10):
+                response = stub.Predict(request, timeout=timeout)
+                assert tf.make_ndarray(response.outputs["y"]).tolist() == [4.0]
+        status, _headers, body = http_request(
+            server.rest_port, "POST", "/v1/models/half_plus:predict", {"instances": [2.0]}
+        )
+        assert (status, body) == (200, {"predictions": [4.0]})
