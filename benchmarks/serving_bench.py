@@ -19,7 +19,7 @@ limit) use the Python closed loop (one thread per client); the ``gen`` column sa
 each row. Without ``wrk`` on PATH (``apt-get install wrk``) every row uses the Python generator, and the
 script says so. Prints QPS, p50 and p99 per mode and concurrency, and the ratios the issue sets targets for.
 
-    flock /tmp/bench.lock .venv/bin/python benchmarks/serving_bench.py --requests 400
+    flock /tmp/bench.lock .venv/bin/python benchmarks/serving_bench.py --requests 1000
 """
 
 from __future__ import annotations
