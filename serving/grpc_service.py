@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -78,9 +79,7 @@ def to_ndarray(proto) -> np.ndarray:
     if plain is not None:
         dtype, field = plain
         shape = [d.size for d in proto.tensor_shape.dim]
-        count = 1
-        for size in shape:
-            count *= size
+        count = math.prod(shape)
         if proto.tensor_content:
             if dtype.kind != "O" and len(proto.tensor_content) == count * dtype.itemsize:
                 return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape).copy()
