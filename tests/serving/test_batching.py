@@ -105,6 +105,17 @@ def _batching_file(tmp_path, **values) -> str:
     return str(path)
 
 
+def _batching_server(contract_root, batching: str, **extra):
+    """The contract models served with batching on, with ``batching`` as the batching parameters file."""
+    return start_server(
+        model_config_file=str(contract_root / "models.config"),
+        allow_version_labels_for_unavailable_models=True,
+        enable_batching=True,
+        batching_parameters_file=batching,
+        **extra,
+    )
+
+
 def _plain_and_batched(config: str, batching: str, calls: list, workers: int) -> dict[str, list]:
     """The (status, headers, body) answers to ``calls`` ((method suffix, body) pairs), sent concurrently to
     a server without batching and then to one with it."""
@@ -152,13 +163,7 @@ def test_full_queue_is_503_and_timeout_is_504(tmp_path, contract_root):
         max_enqueued_batches=1,
         num_batch_threads=1,
     )
-    with start_server(
-        model_config_file=str(contract_root / "models.config"),
-        allow_version_labels_for_unavailable_models=True,
-        enable_batching=True,
-        batching_parameters_file=batching,
-        rest_api_timeout_in_ms=1000,
-    ) as server:
+    with _batching_server(contract_root, batching, rest_api_timeout_in_ms=1000) as server:
         path = "/v1/models/half_plus:predict"
         first: list = []
         waiting = threading.Thread(
@@ -203,13 +208,7 @@ def test_batched_rest_requests_wait_without_holding_a_pool_thread(tmp_path, cont
     # One REST pool thread, and a batch that only closes when 8 requests are in: on the event loop they
     # all wait together and run as one batch of 8.
     batching = _batching_file(tmp_path, max_batch_size=8, batch_timeout_micros=5_000_000, num_batch_threads=1)
-    with start_server(
-        model_config_file=str(contract_root / "models.config"),
-        allow_version_labels_for_unavailable_models=True,
-        enable_batching=True,
-        batching_parameters_file=batching,
-        rest_api_num_threads=1,
-    ) as server:
+    with _batching_server(contract_root, batching, rest_api_num_threads=1) as server:
         servable = server.manager.resolve("half_plus", None, None).servable
         recorder = _Recorder(servable.signatures["serving_default"])
         with ThreadPoolExecutor(8) as pool:
@@ -240,12 +239,7 @@ def test_small_bodies_are_parsed_on_the_loop_and_large_ones_on_the_pool(tmp_path
     batching = _batching_file(tmp_path, max_batch_size=20_000, batch_timeout_micros=0, num_batch_threads=1)
     large = [round(i * 0.25, 2) for i in range(16_000)]
     assert len(json.dumps({"instances": large})) > rest_aio.LOOP_PARSE_MAX_BYTES
-    with start_server(
-        model_config_file=str(contract_root / "models.config"),
-        allow_version_labels_for_unavailable_models=True,
-        enable_batching=True,
-        batching_parameters_file=batching,
-    ) as server:
+    with _batching_server(contract_root, batching) as server:
         path = "/v1/models/half_plus:predict"
         small_answer = http_request(server.rest_port, "POST", path, {"instances": [1.0]})
         large_answer = http_request(server.rest_port, "POST", path, {"instances": large})
@@ -263,11 +257,9 @@ def test_batched_calls_without_a_deadline_wait_for_their_batch(tmp_path, contrac
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     batching = _batching_file(tmp_path, max_batch_size=4, batch_timeout_micros=1000)
-    with start_server(
-        model_config_file=str(contract_root / "models.config"),
-        allow_version_labels_for_unavailable_models=True,
-        enable_batching=True,
-        batching_parameters_file=batching,
+    with _batching_server(
+        contract_root,
+        batching,
         rest_api_server="threading",  # its requests wait in BatchScheduler.run, like gRPC's
         rest_api_timeout_in_ms=2**62,
     ) as server:
