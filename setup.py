@@ -5,23 +5,30 @@ versions of every dependency are pinned in ``requirements/constraints.txt``; the
 what the code supports.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 VERSION = "0.1.0"
+PACKAGES = (
+    "tfx_canary",
+    "pipeline",
+    "components",
+    "models",
+    "release",
+    "serving",
+    "rollout",
+    "scheduler",
+    "kubeflow",
+    "fixtures",
+)
 
 setup(
     name="tfx-canary",
     version=VERSION,
     description="TFX pipeline with TensorFlow Serving canary rollout, promotion and rollback",
     python_requires=">=3.10,<3.12",
-    packages=[
-        "tfx_canary",
-        "pipeline",
-        "components",
-        "models",
-        "serving",
-        "kubeflow",
-    ],
+    # One package per stage of the flow (see the README's layout table); tests, tools and benchmarks
+    # are not installed.
+    packages=find_packages(include=[f"{top}{sub}" for top in PACKAGES for sub in ("", ".*")]),
     package_data={"pipeline": ["schema/*.pbtxt"]},
     install_requires=[
         "tfx[kfp]==1.21.0",
@@ -37,6 +44,7 @@ setup(
         "prometheus-client>=0.20",
         "pyyaml>=6",
         "aiohttp>=3.14,<4",  # the model server's default REST carrier (serving/rest_aio.py)
+        "croniter>=6,<8",  # cron schedules (scheduler/cron.py)
     ],
     extras_require={
         "dev": [

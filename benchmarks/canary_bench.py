@@ -46,10 +46,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from components.release import operations
-    from serving.rollout_testing import ServedRoot
-    from serving.router import Router
-    from serving.testing import predict_warmup_log, write_fixture_model, write_warmup_requests
+    from fixtures.models import predict_warmup_log, write_fixture_model, write_warmup_requests
+    from fixtures.served_root import ServedRoot
+    from release import operations
+    from rollout.router import Router
 
     root = tempfile.mkdtemp(prefix="canary-bench-")
     write_fixture_model(os.path.join(root, "m"), 1, offset=2.0)

@@ -36,12 +36,12 @@ def _child_ours(home: Path, beam: list[str], spans: int, retrain: bool) -> float
     from pipeline.config import PipelineConfig
     from pipeline.runner import run_pipeline
 
-    config = PipelineConfig(home=home, span_window=16, beam_args=tuple(beam))
-    data.init_spans(config.data_root, spans=spans - 1 if retrain else spans)
+    config = PipelineConfig(home=str(home), span_window=16, beam_args=tuple(beam))
+    data.init_spans(config.paths.data_root, spans=spans - 1 if retrain else spans)
     if retrain:
         first = run_pipeline(config)
         print(f"  (untimed first run: {first.reason})", flush=True)
-        data.add_span(config.data_root)
+        data.add_span(config.paths.data_root)
     started = time.monotonic()
     result = run_pipeline(config)
     seconds = time.monotonic() - started

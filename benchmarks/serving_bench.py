@@ -8,7 +8,7 @@ Compared in one run, at concurrency 1, 8 and 64:
   "traditional way" TF Serving replaces).
 
 The model is the pipeline's real taxi classifier (tf.Transform graph + Keras, built from a few rows by
-``models.testing``), called through ``serving_raw`` with one trip per request (JSON ``instances`` over
+``fixtures.taxi``), called through ``serving_raw`` with one trip per request (JSON ``instances`` over
 REST and Flask, TensorProtos over gRPC). Each server runs in its own process.
 
 Load generator: every HTTP case (REST, REST+batch, Flask) is driven by ``wrk`` (C, one epoll thread, N
@@ -50,8 +50,8 @@ _WRK_RESULT = re.compile(r"RESULT requests=(\d+) seconds=([\d.]+) p50_us=(\d+) p
 
 def write_taxi_model(base: Path) -> Path:
     """The pipeline's taxi classifier (tf.Transform + Keras, all serving signatures), from a few rows."""
-    from models.testing import transform_rows
-    from models.testing import write_taxi_model as write
+    from fixtures.taxi import transform_rows
+    from fixtures.taxi import write_taxi_model as write
 
     transform = transform_rows(MODEL, str(base / "transform"), count=ROWS)
     return write(base / MODEL, 1, MODEL, transform)
@@ -59,7 +59,7 @@ def write_taxi_model(base: Path) -> Path:
 
 def taxi_columns() -> dict[str, list]:
     """``serving_raw`` columns for ROWS trips (MISSING sentinels where the CSV has no value)."""
-    from models.testing import raw_rows, serving_raw_inputs
+    from fixtures.taxi import raw_rows, serving_raw_inputs
 
     return serving_raw_inputs(raw_rows(ROWS), MODEL)
 
@@ -314,7 +314,7 @@ def main() -> int:
     print(f"Building the taxi model (tf.Transform + Keras) under {workdir} ...", flush=True)
     model_dir = write_taxi_model(workdir)
     columns = taxi_columns()
-    from serving.testing import write_model_config
+    from fixtures.contract import write_model_config
 
     config = write_model_config(workdir / "models.config", {MODEL: {"base_path": workdir / MODEL}})
     batching = workdir / "batching.txt"

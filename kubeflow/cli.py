@@ -13,6 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from tfx_canary.errors import UsageError
+from tfx_canary.options import add_home
+
 logger = logging.getLogger(__name__)
 
 CLOUD_CONFIG_ENV = "TFX_CANARY_CLOUD_CONFIG"
@@ -30,9 +33,7 @@ def _load_cloud(args: argparse.Namespace):
     from kubeflow.cloud_config import load_cloud_config
 
     if not args.cloud_config:
-        raise SystemExit(
-            f"error: pass --cloud-config or set {CLOUD_CONFIG_ENV} (see kubeflow/cloud.example.yaml)"
-        )
+        raise UsageError(f"pass --cloud-config or set {CLOUD_CONFIG_ENV} (see kubeflow/cloud.example.yaml)")
     return load_cloud_config(args.cloud_config)
 
 
@@ -53,11 +54,9 @@ def _compiled(args: argparse.Namespace, cloud, target: str, scratch: str) -> Pat
         template = Path(args.template)
         allowed = {".yaml", ".yml"} if target == "kfp" else {".json"}
         if template.suffix not in allowed:
-            raise SystemExit(
-                f"error: {template} is not a {TARGET_SUFFIX[target]} file (compile --target {target})"
-            )
+            raise UsageError(f"{template} is not a {TARGET_SUFFIX[target]} file (compile --target {target})")
         if not template.is_file():
-            raise SystemExit(f"error: template {template} does not exist")
+            raise UsageError(f"template {template} does not exist")
         return template
     return compile_pipeline(cloud, target, scratch)
 
@@ -96,11 +95,11 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _schedule(args: argparse.Namespace) -> int:
     if args.local:
-        from kubeflow.local_scheduler import run_daemon_from_args
+        from scheduler.daemon import run_daemon_from_args
 
         return run_daemon_from_args(args)
     if not args.cron:
-        raise SystemExit("error: --cron is required (or use --local for the on-machine scheduler)")
+        raise UsageError("--cron is required (or use --local for the on-machine scheduler)")
     cloud = _load_cloud(args)
     with tempfile.TemporaryDirectory(prefix="tfx-canary-compile-") as scratch:
         if args.target == "kfp":
@@ -135,7 +134,7 @@ def _schedule_kfp(args: argparse.Namespace, cloud, scratch: str) -> int:
         print(json.dumps(kfp_recurring.request_body(run), indent=2, sort_keys=True))
         return 0
     if not cloud.kfp.host:
-        raise SystemExit("error: set kfp.host in the cloud config to the Kubeflow Pipelines endpoint")
+        raise UsageError("set kfp.host in the cloud config to the Kubeflow Pipelines endpoint")
     run_id = kfp_recurring.send(run, cloud.kfp.host)
     print(f"Created Kubeflow Pipelines recurring run {run_id} ({args.cron})")
     return 0
@@ -175,7 +174,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     local.add_argument(
         "--local", action="store_true", help="run the local scheduler daemon in the foreground"
     )
-    local.add_argument("--home", help="project home (default $TFX_CANARY_HOME or ./.home)")
+    add_home(local)
     local.add_argument("--config", help="pipeline config YAML passed to `tfx-canary run`")
     local.add_argument(
         "--poll-seconds", type=float, default=60.0, help="how often to look for new spans (default 60)"

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from tfx_canary.errors import ConfigError
+
 ENV_PREFIX = "TFX_CANARY_CLOUD_"
 # Where Beam's --setup_file finds this package inside the pipeline image (see the Dockerfile).
 IMAGE_SETUP_FILE = "/tfx-canary/setup.py"
@@ -26,7 +28,7 @@ _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
 _SERVICE_ACCOUNT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\.iam\.gserviceaccount\.com$")
 
 
-class CloudConfigError(ValueError):
+class CloudConfigError(ConfigError):
     """A cloud setting is missing, unknown or malformed; the message names it."""
 
 

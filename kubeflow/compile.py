@@ -6,7 +6,6 @@ the image and the Beam runner come from the cloud config.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -26,40 +25,14 @@ def cloud_pipeline_config(cloud: CloudConfig):
     """The pipeline config with every root on GCS and the cloud's Beam args."""
     from pipeline.config import PipelineConfig
 
-    @dataclasses.dataclass(frozen=True)
-    class CloudPipelineConfig(PipelineConfig):
-        """``PipelineConfig`` whose roots are the cloud config's gs:// URIs (a Path would mangle gs://)."""
-
-        cloud_pipeline_root: str = ""
-        cloud_data_root: str = ""
-        cloud_serving_root: str = ""
-
-        @property
-        def pipeline_root(self) -> str:  # type: ignore[override]
-            return f"{self.cloud_pipeline_root}/{self.name}"
-
-        @property
-        def data_root(self) -> str:  # type: ignore[override]
-            return self.cloud_data_root
-
-        @property
-        def serving_root(self) -> str:  # type: ignore[override]
-            return self.cloud_serving_root
-
-        @property
-        def serving_model_dir(self) -> str:  # type: ignore[override]
-            return f"{self.cloud_serving_root}/{self.serving_model_name}"
-
     base = PipelineConfig.from_yaml(cloud.pipeline_config) if cloud.pipeline_config else PipelineConfig()
-    values = base.to_dict()
-    values["beam_args"] = cloud.beam_args(base.beam_args)
-    # The schema ships inside the image (Dockerfile: COPY . /tfx-canary), not at this checkout's path.
-    values["schema_file"] = values["schema_file"] or IMAGE_SCHEMA_FILE
-    return CloudPipelineConfig(
-        **values,
-        cloud_pipeline_root=cloud.pipeline_root,
-        cloud_data_root=cloud.data_root,
-        cloud_serving_root=cloud.serving_root,
+    return base.replace(
+        beam_args=cloud.beam_args(base.beam_args),
+        # The schema ships inside the image (Dockerfile: COPY . /tfx-canary), not at this checkout's path.
+        schema_file=base.schema_file or IMAGE_SCHEMA_FILE,
+        data_root=cloud.data_root,
+        pipelines_root=cloud.pipeline_root,
+        serving_root=cloud.serving_root,
     )
 
 

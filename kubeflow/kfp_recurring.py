@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeflow.cloud_config import CloudConfig
-from kubeflow.cron import check_kfp_cron
+from scheduler.cron import check_kfp_cron
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeflow.cloud_config import CloudConfig
-from kubeflow.cron import parse_vertex_cron
+from scheduler.cron import parse_vertex_cron
 
 
 def build_pipeline_job(

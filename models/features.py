@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from models import catalog
+
 # Raw CSV columns by the type CsvExampleGen infers for them.
 FLOAT_FEATURES = (
     "fare",
@@ -67,10 +69,10 @@ MISSING_STRING = ""
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What one model predicts and from which raw features."""
+    """What one model predicts (from ``models.catalog``) and from which raw features."""
 
     name: str
-    task: str  # "classification" or "regression"
+    task: str  # catalog.CLASSIFICATION or catalog.REGRESSION
     label_key: str  # the transformed label feature
     input_keys: tuple[str, ...]  # raw features the model reads
 
@@ -84,16 +86,17 @@ def _inputs_without(*excluded: str) -> tuple[str, ...]:
     return tuple(k for k in every if k not in NOT_INPUTS and k not in excluded)
 
 
+# The raw features each catalog model reads (the fare model must not see the fare it predicts).
+_INPUTS = {"taxi_tips": _inputs_without(), "taxi_fare": _inputs_without("fare")}
 MODELS = {
-    "taxi_tips": ModelSpec("taxi_tips", "classification", "big_tipper_xf", _inputs_without()),
-    "taxi_fare": ModelSpec("taxi_fare", "regression", "fare_label_xf", _inputs_without("fare")),
+    name: ModelSpec(name, entry.task, entry.label_key, _INPUTS[name])
+    for name, entry in catalog.MODELS.items()
 }
-DEFAULT_MODEL = "taxi_tips"
 
 
 def model_spec(custom_config: dict | None) -> ModelSpec:
     """The model selected by a component's ``custom_config`` (``{"model": "taxi_fare"}``)."""
-    name = (custom_config or {}).get("model", DEFAULT_MODEL)
+    name = (custom_config or {}).get("model", catalog.DEFAULT_MODEL)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name]

@@ -21,7 +21,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.tfxio import dataset_options
 
-from models import features
+from models import catalog, features
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def build_keras_model(spec: features.ModelSpec) -> tf.keras.Model:
     hidden = tf.keras.layers.concatenate(deep + wide)
     for units in HIDDEN_UNITS:
         hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
-    if spec.task == "classification":
+    if spec.task == catalog.CLASSIFICATION:
         output = tf.keras.layers.Dense(1, activation="sigmoid")(hidden)
         loss, metrics = "binary_crossentropy", [tf.keras.metrics.BinaryAccuracy()]
     else:
@@ -92,7 +92,7 @@ def _sparse_from_dense(value: tf.Tensor) -> tf.SparseTensor:
 
 def _outputs(spec: features.ModelSpec, prediction: tf.Tensor) -> dict[str, tf.Tensor]:
     """Classify- or Regress-compatible outputs from the model's [batch, 1] prediction."""
-    if spec.task == "classification":
+    if spec.task == catalog.CLASSIFICATION:
         scores = tf.concat([1.0 - prediction, prediction], axis=1)
         classes = tf.tile(tf.constant([["0", "1"]]), [tf.shape(prediction)[0], 1])
         return {"scores": scores, "classes": classes}
@@ -138,6 +138,11 @@ def export_signatures(model: tf.keras.Model, tf_transform_output, spec: features
     }
 
 
+def _log_epoch(epoch: int, metrics: dict | None) -> None:
+    shown = ", ".join(f"{name}={value:.4f}" for name, value in sorted((metrics or {}).items()))
+    log.info("epoch %d: %s", epoch + 1, shown)
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point: train on the transformed window, export with all signatures."""
     spec = features.model_spec(fn_args.custom_config)
@@ -152,7 +157,8 @@ def run_fn(fn_args: FnArgs) -> None:
         steps_per_epoch=fn_args.train_steps,
         validation_data=evaluation,
         validation_steps=fn_args.eval_steps,
-        verbose=2,
+        verbose=0,  # Keras prints to stdout; the metrics go to the run's log instead
+        callbacks=[tf.keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch)],
     )
     tf.saved_model.save(
         model,

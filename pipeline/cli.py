@@ -5,34 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.config import ConfigError, PipelineConfig, default_home
+from tfx_canary.options import add_home, add_model_choice, home_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="prepare the taxi data spans under the project home")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     init = data_commands.add_parser("init", help="write the quarterly spans (idempotent)")
-    _home_argument(init)
+    add_home(init)
     init.add_argument("--spans", type=int, help="write only the first N spans (default: all 16)")
     _rows_argument(init)
     init.set_defaults(func=_data_init)
     add = data_commands.add_parser("add-span", help="write the next span (new data arriving)")
-    _home_argument(add)
+    add_home(add)
     _rows_argument(add)
     add.set_defaults(func=_data_add_span)
 
     run = subparsers.add_parser("run", help="run the training pipeline once on the spans present")
-    _home_argument(run)
+    add_home(run)
     run.add_argument("--config", type=Path, help="YAML file with PipelineConfig settings")
-    run.add_argument("--model", choices=["taxi_tips", "taxi_fare"], help="which model to train")
+    add_model_choice(run)
     run.add_argument("--name", help="pipeline name (default: the model name with hyphens)")
     run.add_argument("--train-steps", type=int, help="training steps")
     run.add_argument("--span-window", type=int, help="train on the latest K validated spans")
     run.set_defaults(func=_run)
-
-
-def _home_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", type=Path, help="project home (default: $TFX_CANARY_HOME or ./.home)")
 
 
 def _rows_argument(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +38,7 @@ def _rows_argument(parser: argparse.ArgumentParser) -> None:
 def _data_init(args: argparse.Namespace) -> int:
     from pipeline import data
 
-    root = (args.home or default_home()) / "data" / "taxi"
+    root = Path(home_of(args).data_root)
     written = data.init_spans(root, spans=args.spans, rows_per_span=args.rows_per_span)
     present = data.present_spans(root)
     print(f"{len(written)} span(s) written, {len(present)} present under {root}: {present}")
@@ -52,14 +48,16 @@ def _data_init(args: argparse.Namespace) -> int:
 def _data_add_span(args: argparse.Namespace) -> int:
     from pipeline import data
 
-    root = (args.home or default_home()) / "data" / "taxi"
+    root = Path(home_of(args).data_root)
     span = data.add_span(root, rows_per_span=args.rows_per_span)
     print(f"added span {span} under {root}" if span else f"no more spans to add under {root}")
     return 0
 
 
-def build_config(args: argparse.Namespace) -> PipelineConfig:
+def build_config(args: argparse.Namespace):
     """The config from ``--config`` plus the flags given (flags win)."""
+    from pipeline.config import PipelineConfig
+
     overrides = {
         "home": args.home,
         "model": args.model,
@@ -74,13 +72,10 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        config = build_config(args)
-    except ConfigError as error:
-        print(f"error: {error}")
-        return 2
-    from pipeline.runner import run_pipeline, summary
+    from pipeline.outcome import summary
+    from pipeline.runner import run_pipeline
 
+    config = build_config(args)
     result = run_pipeline(config, progress=print)
     print(summary(result))
     return 0 if result.ok else 1

@@ -1,7 +1,9 @@
 """One typed configuration for the training pipeline, loadable from YAML and overridable from the CLI.
 
-Every local path derives from ``home`` (env ``TFX_CANARY_HOME``, default ``./.home``), so a project
-home holds the data spans, pipeline outputs, the one MLMD database and the serving directory.
+Every path derives from ``home`` (``tfx_canary.home.Home``: ``--home``, ``$TFX_CANARY_HOME`` or
+``./.home``), so a project home holds the data spans, pipeline outputs, the one MLMD database and the
+serving directory; ``data_root``, ``pipelines_root`` and ``serving_root`` may point elsewhere (the
+compiled Vertex pipeline sets them to ``gs://`` URIs).
 """
 
 from __future__ import annotations
@@ -15,20 +17,18 @@ from typing import Any
 
 import yaml
 
-MODELS = {"taxi_tips": "classification", "taxi_fare": "regression"}
+from models.catalog import MODELS, CatalogModel
+from tfx_canary.errors import ConfigError
+from tfx_canary.home import Home
+
 # FnApiRunner in one process: measured fastest on 2 cores (see benchmarks/pipeline_bench.py).
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
 # Vertex AI accepts lowercase letters, digits and hyphens only.
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
-def default_home() -> Path:
-    """The project home: ``$TFX_CANARY_HOME`` or ``./.home``."""
-    return Path(os.environ.get("TFX_CANARY_HOME", ".home"))
-
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range."""
+def _default_home() -> str:
+    return Home.resolve().root
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,11 @@ class PipelineConfig:
 
     name: str = "taxi-tips"
     model: str = "taxi_tips"
-    home: Path = field(default_factory=default_home)
+    home: str = field(default_factory=_default_home)
+    # Roots outside the home (empty: under it, see ``tfx_canary.home.Home``).
+    data_root: str = ""
+    pipelines_root: str = ""
+    serving_root: str = ""
     serving_model_name: str = ""  # TF Serving model name and folder; defaults to ``model``
     span_window: int = 8  # train on the latest K spans
     train_steps: int = 500
@@ -59,7 +63,9 @@ class PipelineConfig:
     enable_cache: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "home", Path(self.home))
+        for key in ("home", "data_root", "pipelines_root", "serving_root"):
+            if isinstance(getattr(self, key), os.PathLike):
+                object.__setattr__(self, key, os.fspath(getattr(self, key)))
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
         if not self.serving_model_name:
             object.__setattr__(self, "serving_model_name", self.model)
@@ -93,30 +99,30 @@ class PipelineConfig:
             raise ConfigError(f"beam_args must be a list of strings, got {list(self.beam_args)!r}")
 
     @property
-    def task(self) -> str:
+    def paths(self) -> Home:
+        """Every path of this run: the home and the three roots (strings; roots may be ``gs://``)."""
+        return Home(self.home, self.data_root, self.pipelines_root, self.serving_root)
+
+    @property
+    def catalog_entry(self) -> CatalogModel:
         return MODELS[self.model]
 
     @property
-    def data_root(self) -> Path:
-        return self.home / "data" / "taxi"
+    def task(self) -> str:
+        return self.catalog_entry.task
 
     @property
-    def pipeline_root(self) -> Path:
-        return self.home / "pipelines" / self.name
+    def pipeline_root(self) -> str:
+        return self.paths.pipeline_root(self.name)
 
     @property
-    def metadata_path(self) -> Path:
-        """One MLMD SQLite database for every pipeline and the release tooling."""
-        return self.home / "metadata.sqlite"
+    def metadata_path(self) -> str:
+        return self.paths.metadata_path
 
     @property
-    def serving_root(self) -> Path:
-        return self.home / "serving"
-
-    @property
-    def serving_model_dir(self) -> Path:
+    def serving_model_dir(self) -> str:
         """Where versions land: ``<serving_root>/<serving_model_name>/<version>``."""
-        return self.serving_root / self.serving_model_name
+        return self.paths.model_dir(self.serving_model_name)
 
     def replace(self, **overrides: Any) -> PipelineConfig:
         return from_dict({**self.to_dict(), **overrides})
@@ -143,8 +149,9 @@ def from_dict(values: dict[str, Any]) -> PipelineConfig:
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; known keys are {sorted(known)}")
     values = dict(values)
-    if "home" in values and not isinstance(values["home"], (str, os.PathLike)):
-        raise ConfigError(f"home must be a path, got {type(values['home']).__name__}")
+    for key in ("home", "data_root", "pipelines_root", "serving_root"):
+        if key in values and not isinstance(values[key], (str, os.PathLike)):
+            raise ConfigError(f"{key} must be a path, got {type(values[key]).__name__}")
     if "beam_args" in values:
         if not isinstance(values["beam_args"], (list, tuple)):
             raise ConfigError(f"beam_args must be a list of strings, got {values['beam_args']!r}")

@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 from collections import defaultdict
+from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,11 @@ log = logging.getLogger(__name__)
 SPAN_PATTERN = "span-{SPAN}/*"
 _SPAN_DIR = re.compile(r"^span-(\d+)$")
 FIRST_YEAR = 2013
+
+
+def schema_path() -> Path:
+    """The curated raw-data schema of the taxi spans, shipped in this package."""
+    return Path(str(resources.files("pipeline") / "schema" / "taxi.pbtxt"))
 
 
 def sample_csv() -> Path:
@@ -35,7 +41,7 @@ def sample_csv() -> Path:
     return path
 
 
-def span_of(timestamp: int) -> int:
+def quarter_span(timestamp: int) -> int:
     """Span number of a trip: one per quarter, counting from 2013-Q1 = 1."""
     when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
     return (when.year - FIRST_YEAR) * 4 + (when.month - 1) // 3 + 1
@@ -49,20 +55,22 @@ def split_into_spans(source: Path | None = None) -> tuple[list[str], dict[int, l
         ts = header.index("trip_start_timestamp")
         spans: dict[int, list[list[str]]] = defaultdict(list)
         for row in reader:
-            spans[span_of(int(row[ts]))].append(row)
+            spans[quarter_span(int(row[ts]))].append(row)
     return header, dict(sorted(spans.items()))
 
 
-def present_spans(data_root: Path) -> list[int]:
+def present_spans(data_root: str | Path) -> list[int]:
     """Span numbers that exist under ``data_root``, ascending."""
+    data_root = Path(data_root)
     if not data_root.is_dir():
         return []
     found = (_SPAN_DIR.match(p.name) for p in data_root.iterdir() if p.is_dir())
     return sorted(int(m.group(1)) for m in found if m)
 
 
-def write_span(data_root: Path, span: int, header: list[str], rows: list[list[str]]) -> Path:
+def write_span(data_root: str | Path, span: int, header: list[str], rows: list[list[str]]) -> Path:
     """Write ``span-<span>/data.csv`` atomically (temp folder + rename). Existing spans are kept."""
+    data_root = Path(data_root)
     target = data_root / f"span-{span}"
     if target.exists():
         return target
@@ -81,11 +89,14 @@ def write_span(data_root: Path, span: int, header: list[str], rows: list[list[st
     return target
 
 
-def init_spans(data_root: Path, spans: int | None = None, rows_per_span: int | None = None) -> list[int]:
+def init_spans(
+    data_root: str | Path, spans: int | None = None, rows_per_span: int | None = None
+) -> list[int]:
     """Write the first ``spans`` spans (all 16 by default); idempotent. Returns the spans written now.
 
     ``rows_per_span`` keeps only every k-th row so that a span has at most that many rows (tests, demos).
     """
+    data_root = Path(data_root)
     header, by_span = split_into_spans()
     wanted = list(by_span)[: spans if spans is not None else len(by_span)]
     written = []
@@ -98,7 +109,7 @@ def init_spans(data_root: Path, spans: int | None = None, rows_per_span: int | N
     return written
 
 
-def add_span(data_root: Path, rows_per_span: int | None = None) -> int | None:
+def add_span(data_root: str | Path, rows_per_span: int | None = None) -> int | None:
     """Write the next span after the ones present (new data arriving). None when all are present."""
     header, by_span = split_into_spans()
     present = set(present_spans(data_root))

@@ -21,37 +21,29 @@ there the model trains on the span the run ingests instead of the validated K-sp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.placeholder.placeholder_base import logical_and
 
+from components.backfill_spans.component import BackfillSpans
+from components.merge_spans.component import MergeSpans
+from components.safe_pusher.component import SafePusher
 from components.serving_config.component import ServingConfigGen
+from components.span_window.strategy import ValidatedSpanWindowStrategy
+from models.catalog import CLASSIFICATION
 from pipeline import data
-from pipeline.backfill import BackfillSpans
 from pipeline.config import PipelineConfig
-from pipeline.merge_spans import MergeSpans
-from pipeline.pusher import SafePusher
-from pipeline.window import ValidatedSpanWindowStrategy
-
-PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
-RUN_FN = "models.model.run_fn"
-LABEL_KEYS = {"classification": "big_tipper_xf", "regression": "fare_label_xf"}
-
 
 ORCHESTRATORS = ("local", "kubeflow_v2")
 
 
-def schema_path() -> Path:
-    """The curated raw-data schema shipped in this package."""
-    return Path(str(resources.files("pipeline") / "schema" / "taxi.pbtxt"))
-
-
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """TFMA gates: absolute thresholds, and no more than ``max_metric_drop`` worse than the baseline."""
-    if config.task == "classification":
+    if config.task == CLASSIFICATION:
         metrics = [
             _metric("AUC", config.min_auc, higher_is_better=True, drop=config.max_metric_drop),
             _metric("BinaryAccuracy", config.min_accuracy, higher_is_better=True, drop=None),
@@ -68,7 +60,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             tfma.ModelSpec(
                 signature_name="eval_examples",
                 prediction_key="prediction",
-                label_key=LABEL_KEYS[config.task],
+                label_key=config.catalog_entry.label_key,
                 preprocessing_function_names=["transform_features"],
             )
         ],
@@ -112,82 +104,123 @@ def create_pipeline(
         raise ValueError(f"orchestrator {orchestrator!r} is not one of {ORCHESTRATORS}")
     if backfill_spans and orchestrator != "local":
         raise ValueError("backfill_spans needs the local span window; the kubeflow_v2 variant has none")
-    custom_config = {"model": config.model}
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file or str(schema_path())).with_id(
-        "ImportSchemaGen"
-    )
-    example_gen, statistics_gen, example_validator = _ingest_and_validate(config, schema_gen)
-    components = [schema_gen, example_gen, statistics_gen, example_validator]
-    backfill = None
-    if backfill_spans:
-        backfill = BackfillSpans(
-            input_base=str(config.data_root),
-            spans=backfill_spans,
-            schema=schema_gen.outputs["schema"],
-            input_config=_INPUT_CONFIG,
-            output_config=_OUTPUT_CONFIG,
-        ).with_id("BackfillSpans")
-        components.append(backfill)
+    ingest = _ingest(config, backfill_spans)
+    components = list(ingest.components)
     if ingest_only:
         return _pipeline(config, components, orchestrator)
 
     # ExampleValidator alone blocks nothing: only a span without anomalies in every split goes on.
-    blessed = example_validator.outputs["anomalies"].future()[0].custom_property("blessed")
+    blessed = ingest.validator.outputs["anomalies"].future()[0].custom_property("blessed")
     with tfx.dsl.Cond(logical_and(blessed["train"] == 1, blessed["eval"] == 1)):
-        training_examples = example_gen.outputs["examples"]
+        training_examples = ingest.example_gen.outputs["examples"]
         if orchestrator == "local":
-            window = _span_window(config, [example_validator] + ([backfill] if backfill else []))
+            validators = [ingest.validator] + ([ingest.backfill] if ingest.backfill else [])
+            window = _span_window(config, validators)
             merge = MergeSpans(spans=window.outputs["examples"]).with_id("MergeSpans")
             training_examples = merge.outputs["examples"]
             components += [window, merge]
-        transform = tfx.components.Transform(
-            examples=training_examples,
-            schema=schema_gen.outputs["schema"],
-            preprocessing_fn=PREPROCESSING_FN,
-            custom_config=custom_config,
-            # Pre/post-transform TFDV statistics gate nothing here (each span was validated above) and
-            # cost two more statistics passes over the whole window.
-            disable_statistics=True,
-        ).with_id("Transform")
-        trainer = tfx.components.Trainer(
-            run_fn=RUN_FN,
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
-            eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-            custom_config=custom_config,
-        ).with_id("Trainer")
-        baseline = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        ).with_id("LatestBlessedModel")
-        evaluator = tfx.components.Evaluator(
-            examples=training_examples,
-            model=trainer.outputs["model"],
-            baseline_model=baseline.outputs["model"],
-            eval_config=eval_config(config),
-        ).with_id("Evaluator")
-        components += [transform, trainer, baseline, evaluator]
+        trainer, evaluator, train_components = _train(config, training_examples, ingest.schema)
+        components += train_components
         model_blessed = evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
         with tfx.dsl.Cond(model_blessed):
-            pusher = SafePusher(
-                model=trainer.outputs["model"],
-                model_blessing=evaluator.outputs["blessing"],
-                examples=example_gen.outputs["examples"],
-                base_directory=str(config.serving_model_dir),
-                pipeline_name=config.name,
-                warmup_examples=config.warmup_examples,
-            ).with_id("Pusher")
-            serving_config = ServingConfigGen(
-                pushed_model=pusher.outputs["pushed_model"],
-                serving_root=str(config.serving_root),
-                model_name=config.serving_model_name,
-                server_address=config.server_address or None,
-            ).with_id("ServingConfigGen")
-            components += [pusher, serving_config]
+            components += _release(config, trainer, evaluator, ingest.example_gen)
     return _pipeline(config, components, orchestrator)
+
+
+@dataclass
+class _Ingest:
+    """The ingest part: the curated schema, the newest span's CsvExampleGen → StatisticsGen →
+    ExampleValidator, and BackfillSpans for older spans on a first run."""
+
+    schema: Any
+    example_gen: Any
+    validator: Any
+    backfill: Any | None
+    components: list
+
+
+def _ingest(config: PipelineConfig, backfill_spans: Sequence[int]) -> _Ingest:
+    schema_gen = tfx.components.ImportSchemaGen(
+        schema_file=config.schema_file or str(data.schema_path())
+    ).with_id("ImportSchemaGen")
+    schema = schema_gen.outputs["schema"]
+    data_root = config.paths.data_root
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=data_root, input_config=_INPUT_CONFIG, output_config=_OUTPUT_CONFIG
+    ).with_id("CsvExampleGen")
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
+        "StatisticsGen"
+    )
+    validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema
+    ).with_id("ExampleValidator")
+    components = [schema_gen, example_gen, statistics_gen, validator]
+    backfill = None
+    if backfill_spans:
+        backfill = BackfillSpans(
+            input_base=data_root,
+            spans=backfill_spans,
+            schema=schema,
+            input_config=_INPUT_CONFIG,
+            output_config=_OUTPUT_CONFIG,
+        ).with_id("BackfillSpans")
+        components.append(backfill)
+    return _Ingest(schema, example_gen, validator, backfill, components)
+
+
+def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
+    """Transform → Trainer → Resolver (latest blessed model) → Evaluator (value + change thresholds)."""
+    model = config.catalog_entry
+    custom_config = {"model": config.model}
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        preprocessing_fn=model.preprocessing_fn,
+        custom_config=custom_config,
+        # Pre/post-transform TFDV statistics gate nothing here (each span was validated above) and
+        # cost two more statistics passes over the whole window.
+        disable_statistics=True,
+    ).with_id("Transform")
+    trainer = tfx.components.Trainer(
+        run_fn=model.run_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config=custom_config,
+    ).with_id("Trainer")
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModel")
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(config),
+    ).with_id("Evaluator")
+    return trainer, evaluator, [transform, trainer, baseline, evaluator]
+
+
+def _release(config: PipelineConfig, trainer, evaluator, example_gen) -> list:
+    """SafePusher (blessed, new models only) → ServingConfigGen (models.config, stable/canary labels)."""
+    pusher = SafePusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+        base_directory=config.serving_model_dir,
+        pipeline_name=config.name,
+        warmup_examples=config.warmup_examples,
+    ).with_id("Pusher")
+    serving_config = ServingConfigGen(
+        pushed_model=pusher.outputs["pushed_model"],
+        serving_root=config.paths.serving_root,
+        model_name=config.serving_model_name,
+        server_address=config.server_address or None,
+    ).with_id("ServingConfigGen")
+    return [pusher, serving_config]
 
 
 # Every span: one CSV folder, hash-split 3:1 into train and eval.
@@ -202,20 +235,6 @@ _OUTPUT_CONFIG = tfx.proto.Output(
         ]
     )
 )
-
-
-def _ingest_and_validate(config: PipelineConfig, schema_gen) -> tuple:
-    """CsvExampleGen (the newest span) → StatisticsGen → ExampleValidator."""
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=str(config.data_root), input_config=_INPUT_CONFIG, output_config=_OUTPUT_CONFIG
-    ).with_id("CsvExampleGen")
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
-        "StatisticsGen"
-    )
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    ).with_id("ExampleValidator")
-    return example_gen, statistics_gen, example_validator
 
 
 def _span_window(config: PipelineConfig, validators: list) -> tfx.dsl.Resolver:
@@ -257,11 +276,11 @@ def beam_args(config: PipelineConfig, orchestrator: str = "local") -> list[str]:
 def _pipeline(config: PipelineConfig, components: list, orchestrator: str) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
-        pipeline_root=str(config.pipeline_root),
+        pipeline_root=config.pipeline_root,
         components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(config.metadata_path)
+            config.metadata_path
         ),
         beam_pipeline_args=beam_args(config, orchestrator),
     )

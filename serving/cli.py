@@ -37,17 +37,13 @@ def register(subparsers) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from serving.options import FlagError, options_from_args
-    from serving.server import ModelServer, StartupError
+    from serving.options import options_from_args
+    from serving.server import ModelServer
 
-    try:
-        options = options_from_args(args)
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
-        server = ModelServer(options)
-        server.start()
-    except (FlagError, StartupError) as error:
-        print(error, file=sys.stderr)
-        return 1
+    options = options_from_args(args)  # FlagError: a usage error (exit 2)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+    server = ModelServer(options)
+    server.start()  # StartupError: exit 1, with TF Serving's message
     if server.grpc_port:
         print(f"Running gRPC ModelServer at {options.host}:{server.grpc_port} ...", flush=True)
     if server.rest_port:

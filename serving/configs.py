@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the problem."""
+from serving.paths import DEFAULT_PROMETHEUS_PATH
+from tfx_canary.errors import ConfigError
 
 
 def _build_messages():

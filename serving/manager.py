@@ -27,14 +27,13 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.errors import ServingError, failed_precondition, invalid_argument, not_found, status_code_of
 from serving.monitoring import LOAD_ATTEMPT_COUNT, LOAD_LATENCY, VERSION_STATE, ServingMetrics
+from serving.paths import version_of
 from serving.servable import Servable
 
 log = logging.getLogger(__name__)
 
 State = get_model_status_pb2.ModelVersionStatus.State
-_VERSION_NAME = re.compile(r"^[0-9]+$")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-_MAX_VERSION = 2**63 - 1
 
 
 @dataclass
@@ -61,9 +60,9 @@ def discover_versions(model: model_server_config_pb2.ModelConfig) -> dict[int, s
         raise not_found(f"Could not find base path {base} for servable {model.name}")
     found: dict[int, str] = {}
     for child in tf.io.gfile.listdir(base):
-        name = child.rstrip("/")
-        if _VERSION_NAME.match(name) and int(name) <= _MAX_VERSION:
-            found[int(name)] = os.path.join(base, name)
+        version = version_of(child)
+        if version is not None:
+            found[version] = os.path.join(base, str(version))
     policy = model.model_version_policy
     choice = policy.WhichOneof("policy_choice")
     if choice == "all":

@@ -14,11 +14,13 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from tfx_canary.errors import UsageError
+
 AUTO_PORT = -1
 REST_API_SERVERS = ("aiohttp", "threading")
 
 
-class FlagError(ValueError):
+class FlagError(UsageError, ValueError):
     """Flags that cannot start a server; the message is TF Serving's where it has one."""
 
 

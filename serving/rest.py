@@ -49,7 +49,7 @@ class Response:
 
 
 @dataclass(frozen=True)
-class Target:
+class RestCall:
     """What a ``/v1/models/...`` URL names: the API (None for status/metadata), model, version, label."""
 
     api: str | None
@@ -62,7 +62,7 @@ class Target:
 class Inference:
     """One inference request, parsed and checked, waiting for its signature to run."""
 
-    target: Target
+    target: RestCall
     started: float
     deadline: float
     resolved: Resolved | None = None
@@ -176,7 +176,7 @@ class RestApi:
             200, rest_json.dumps({"model_spec": spec, "metadata": {"signature_def": signature_defs}})
         )
 
-    def inference_target(self, method: str, path: str) -> Target | None:
+    def inference_target(self, method: str, path: str) -> RestCall | None:
         """The model behind a well-formed ``POST ...:(predict|classify|regress)``; None for anything else."""
         path = path.split("?", 1)[0]
         match = _MODEL_PATH.match(path) if method == "POST" and path.startswith("/v1/") else None
@@ -187,7 +187,7 @@ class RestApi:
         except ServingError:
             return None
 
-    def _target(self, match: re.Match) -> Target:
+    def _target(self, match: re.Match) -> RestCall:
         version = None
         if match["version"]:
             version = int(match["version"])
@@ -195,9 +195,9 @@ class RestApi:
                 raise invalid_argument(f"Failed to convert version: {match['version']} to numeric.")
         method = match["method"].lower() if match["method"] else None
         label = unquote(match["label"]) if match["label"] else None
-        return Target(method, unquote(match["name"]), version, label)
+        return RestCall(method, unquote(match["name"]), version, label)
 
-    def _infer(self, target: Target, body: bytes) -> Response:
+    def _infer(self, target: RestCall, body: bytes) -> Response:
         call = self.start_inference(target, body)
         if isinstance(call, Response):
             return call
@@ -207,7 +207,7 @@ class RestApi:
             return self.finish_inference(call, error=error)
         return self.finish_inference(call, outputs)
 
-    def start_inference(self, target: Target, body: bytes) -> Inference | Response:
+    def start_inference(self, target: RestCall, body: bytes) -> Inference | Response:
         """Parse and check an inference request up to the signature call (or answer its error)."""
         server = self._server
         started = time.perf_counter()

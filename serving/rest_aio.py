@@ -28,7 +28,7 @@ from aiohttp import web
 
 from serving.batching import DEADLINE_MESSAGE, BatchScheduler, Task
 from serving.errors import deadline_exceeded
-from serving.rest import Inference, Response, RestApi, Target, body_length, decode_body
+from serving.rest import Inference, Response, RestApi, RestCall, body_length, decode_body
 
 # Bodies up to this size are parsed on the loop thread when batching is on (well under a millisecond);
 # bigger ones go to the pool, so one large request cannot stall every connection.
@@ -123,7 +123,7 @@ class AioRestServer:
             if not self._in_flight:
                 self._idle.set()
 
-    async def _infer_batched(self, scheduler: BatchScheduler, target: Target, body: bytes) -> Response:
+    async def _infer_batched(self, scheduler: BatchScheduler, target: RestCall, body: bytes) -> Response:
         """An inference through the batch scheduler, answered on the loop: no thread waits for the batch."""
         call = self.api.start_inference(target, body)
         if isinstance(call, Response):

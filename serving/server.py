@@ -22,24 +22,23 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from serving import configs, inference
 from serving.batching import BatchScheduler
-from serving.configs import ConfigError
 from serving.errors import ServingError, deadline_exceeded, invalid_argument
 from serving.grpc_service import ModelService, PredictionService, serialized_examples, tensors_of
 from serving.manager import ModelManager, Resolved
 from serving.monitoring import WARMUP_LATENCY, ServingMetrics
 from serving.options import AUTO_PORT, ServerOptions
+from serving.paths import MAX_WARMUP_RECORDS, WARMUP_FILE
 from serving.rest import RestApi, RestServer
 from serving.servable import Servable
+from tfx_canary.errors import CanaryError, ConfigError
 
 log = logging.getLogger(__name__)
 
-MAX_WARMUP_RECORDS = 1000
 # Requests in flight at once on the aiohttp carrier: enough that a full batch (64) can wait together.
 REST_POOL_THREADS = 128
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
-class StartupError(RuntimeError):
+class StartupError(CanaryError, RuntimeError):
     """The server could not start; the message says why (TF Serving's wording where it has one)."""
 
 

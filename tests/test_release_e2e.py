@@ -11,16 +11,20 @@ import time
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from components.release import audit, config_store
-from components.release.server_status import ServerClient
+from fixtures.served_root import ServedRoot
+from fixtures.taxi import serving_raw_bodies
 from pipeline import data
 from pipeline.config import PipelineConfig
 from pipeline.runner import run_pipeline
-from serving.rollout import Criteria, RolloutController, parse_plan
-from serving.rollout_testing import ServedRoot, SteadyLoad
-from serving.router import METRICS_PATH, Router
+from release import audit, config_store
+from release.metadata import open_store
+from release.server_client import ServerClient
+from release.serving_dir import METRICS_PATH
+from rollout.analysis import Criteria
+from rollout.controller import RolloutController, parse_plan
+from rollout.load import SteadyLoad
+from rollout.router import Router
 from tfx_canary import cli
-from tfx_canary.demo import request_bodies
 
 pytestmark = pytest.mark.e2e
 
@@ -78,16 +82,16 @@ def test_push_canary_promote_rollback_with_zero_failed_requests(tmp_path, capsys
         assert client.version_status(MODEL)[v1]["state"] == "AVAILABLE"
         assert _labels_on_server(client) == {"stable": v1, "canary": v1}
 
-        bodies = request_bodies(config.data_root, MODEL)
+        bodies = serving_raw_bodies(config.paths.data_root, MODEL)
         assert len(bodies) > 100
-        store = audit.open_store(str(config.metadata_path))
+        store = open_store(str(config.metadata_path))
         target = served.target(audit=audit.Audit(store, str(home / "releases"), actor="controller"))
         with (
             Router(served.address, served.root, refresh_s=0.05) as router,
             SteadyLoad(router.port, MODEL, threads=2, rate=15, max_seconds=600, bodies=bodies) as load,
         ):
             # 2. New data: v2 is pushed, loaded next to v1 and labelled `canary`, under client load.
-            assert data.add_span(config.data_root, rows_per_span=ROWS_PER_SPAN) == 3
+            assert data.add_span(config.paths.data_root, rows_per_span=ROWS_PER_SPAN) == 3
             second = run_pipeline(config)
             assert second.ok and second.spans == [3], second.reason
             assert second.pushed_version is not None and second.pushed_version > v1, second.reason

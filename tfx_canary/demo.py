@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -25,6 +22,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from models.catalog import DEFAULT_MODEL
+from tfx_canary.errors import CanaryError, UsageError
+from tfx_canary.options import add_home, add_model_choice, home_of
 
 DEFAULT_PLAN = "shadow=5s,25%=5s,100%=5s"
 _MEANING = {
@@ -41,8 +42,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="the whole loop: data, model server, router, train, canary, rollout, history"
     )
-    p.add_argument("--home", type=Path, help="project home (default: $TFX_CANARY_HOME or ./.home)")
-    p.add_argument("--model", choices=["taxi_tips", "taxi_fare"], default="taxi_tips")
+    add_home(p)
+    add_model_choice(p, default=DEFAULT_MODEL)
     p.add_argument(
         "--spans", type=int, default=3, help="spans for a new home: N-1 train the first version (default 3)"
     )
@@ -59,40 +60,7 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def request_bodies(data_root: Path, model: str, limit: int = 500) -> list[str]:
-    """``serving_raw`` predict bodies, one trip each, from the rows of the spans present.
-
-    Every model input is sent; a missing optional value carries the MISSING sentinel, a row lacking
-    a required one is skipped (a client would not send it).
-    """
-    import tensorflow as tf
-
-    from models import features
-    from pipeline import data
-
-    spec = features.MODELS[model]
-    missing = {tf.float32: features.MISSING_FLOAT, tf.int64: features.MISSING_INT}
-    bodies = []
-    for span in data.present_spans(data_root):
-        with open(data_root / f"span-{span}" / "data.csv", newline="") as handle:
-            for row in csv.DictReader(handle):
-                if any(row.get(key, "") == "" for key in features.REQUIRED_RAW_INPUTS):
-                    continue
-                instance = {}
-                for key in spec.input_keys:
-                    dtype, text = features.raw_dtype(key), row.get(key, "")
-                    if text == "":
-                        instance[key] = missing.get(dtype, features.MISSING_STRING)
-                    else:
-                        instance[key] = (
-                            float(text) if dtype == tf.float32 else int(text) if dtype == tf.int64 else text
-                        )
-                bodies.append(json.dumps({"signature_name": "serving_raw", "instances": [instance]}))
-    random.Random(0).shuffle(bodies)
-    return bodies[:limit]
-
-
-class ServerStartError(RuntimeError):
+class ServerStartError(CanaryError, RuntimeError):
     """The model server subprocess exited or did not start listening in time."""
 
 
@@ -182,90 +150,84 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def demo(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ start-up chatter
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-    from pipeline.config import ConfigError, PipelineConfig, default_home
-    from serving.rollout import parse_plan
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")  # before gRPC loads (Beam's workers)
+    from pipeline.config import PipelineConfig
+    from rollout.controller import parse_plan
 
     if args.spans < 2 or args.rows_per_span < 50 or args.train_steps < 1 or args.rps <= 0:
-        say(
-            "error: --spans must be at least 2, --rows-per-span at least 50, --train-steps and --rps positive"
+        raise UsageError(
+            "--spans must be at least 2, --rows-per-span at least 50, --train-steps and --rps positive"
         )
-        return 2
-    try:
-        config = PipelineConfig(
-            home=(args.home or default_home()).absolute(),
-            model=args.model,
-            name=args.model.replace("_", "-"),
-            train_steps=args.train_steps,
-            eval_steps=5,
-            warmup_examples=2,
-            max_metric_drop=0.05,  # tiny spans: leave room for noise between two retrains
-        )
-        plan = parse_plan(args.plan)
-    except (ConfigError, ValueError) as error:
-        say(f"error: {error}")
-        return 2
+    config = PipelineConfig(
+        home=home_of(args).root,
+        model=args.model,
+        name=args.model.replace("_", "-"),
+        train_steps=args.train_steps,
+        eval_steps=5,
+        warmup_examples=2,
+        max_metric_drop=0.05,  # tiny spans: leave room for noise between two retrains
+    )
+    plan = parse_plan(args.plan)
     started = time.monotonic()
     try:
         with _sigterm_interrupts():
             code = _loop(config, args, plan)
-    except ServerStartError as error:
-        say(f"error: {error}")
-        return 1
     except KeyboardInterrupt:
         say("\nInterrupted: the model server and the router were stopped; the home keeps its state.")
         return 130
-    say(f"\nDemo finished in {time.monotonic() - started:.0f} s. Everything lives under {config.home}.")
+    say(f"\nDemo finished in {time.monotonic() - started:.0f} s. Everything lives under {config.paths.root}.")
     return code
 
 
 def _loop(config, args: argparse.Namespace, plan) -> int:
     """Data, then the servers; the release steps run while they are up, and they always stop."""
-    from components.release import audit, config_store
-    from components.release.operations import Target
-    from components.release.server_status import ServerClient
     from pipeline import data
-    from serving.router import Router
+    from release import audit
+    from release.metadata import open_store
+    from release.operations import Target
+    from release.server_client import ServerClient
+    from release.serving_dir import CONFIG_NAME, write_text_atomic
+    from rollout.router import Router
 
-    say(f"tfx-canary demo: model {config.serving_model_name}, project home {config.home}")
+    paths = config.paths
+
+    say(f"tfx-canary demo: model {config.serving_model_name}, project home {config.paths.root}")
     say("\n== 1. Data: quarterly spans of the Chicago taxi sample (a new folder = new data arriving)")
-    present = data.present_spans(config.data_root)
+    present = data.present_spans(paths.data_root)
     if present:
-        say(f"   spans {present} already present under {config.data_root}: continuing from there")
+        say(f"   spans {present} already present under {paths.data_root}: continuing from there")
     else:
-        written = data.init_spans(config.data_root, spans=args.spans - 1, rows_per_span=args.rows_per_span)
-        say(f"   wrote spans {written} (at most {args.rows_per_span} rows each) under {config.data_root}")
+        written = data.init_spans(paths.data_root, spans=args.spans - 1, rows_per_span=args.rows_per_span)
+        say(f"   wrote spans {written} (at most {args.rows_per_span} rows each) under {paths.data_root}")
 
-    config_file = config.serving_root / config_store.CONFIG_NAME
+    config_file = Path(paths.serving_root) / CONFIG_NAME
     if not config_file.exists():
-        config_store.write_text_atomic(str(config_file), "model_config_list {}\n")
+        write_text_atomic(str(config_file), "model_config_list {}\n")
     say("\n== 2. Serving: the model server watches models.config; the router splits stable/canary traffic")
-    server_log = config.home / "logs" / "model_server.log"
+    server_log = Path(paths.log_file("model_server"))
     with (
         ModelServerProcess(config_file, server_log) as server,
-        Router(server.address, str(config.serving_root)) as router,
+        Router(server.address, paths.serving_root) as router,
     ):
         say(f"   model server (tfx-canary serve) at http://{server.address}, log in {server_log}")
         say(f"   it re-reads {config_file} every second")
         say(f"   router at http://127.0.0.1:{router.port}/v1/models/{config.serving_model_name}:predict")
         config = config.replace(server_address=server.address)
-        store = audit.open_store(str(config.metadata_path))
         target = Target(
-            str(config.serving_root),
+            paths.serving_root,
             config.serving_model_name,
             server=ServerClient(server.address),
-            audit=audit.Audit(store, str(config.home / "releases"), "controller:demo"),
+            audit=audit.Audit(open_store(paths.metadata_path), paths.releases_dir, "controller:demo"),
         )
         code = _release(config, target, router.port, args, plan)
-        _finish(config.home, target.model, server.address)
+        _finish(paths.root, target.model, server.address)
         return code
 
 
 def _release(config, target, router_port: int, args: argparse.Namespace, plan) -> int:
     """Steps 3-5: first version to `stable`, next span to `canary`, then the rollout."""
-    from components.release import operations
     from pipeline import data
+    from release import operations
 
     state = target.read().state
     if state.candidate is not None:  # an interrupted run pushed a version but did not label it
@@ -281,7 +243,7 @@ def _release(config, target, router_port: int, args: argparse.Namespace, plan) -
         say(f"\n== 3. First release: done before, `stable` is version {state.stable}")
     if target.read().state.in_flight is None:
         say("\n== 4. New data: the next span arrives and the pipeline retrains on the window")
-        span = data.add_span(config.data_root, rows_per_span=args.rows_per_span)
+        span = data.add_span(config.paths.data_root, rows_per_span=args.rows_per_span)
         if span is None:
             say("   all 16 spans are in already: nothing new to train on")
             return 0
@@ -300,7 +262,8 @@ def _release(config, target, router_port: int, args: argparse.Namespace, plan) -
 
 def _train(config):
     """Run the pipeline once and say what came out (a ``RunResult``)."""
-    from pipeline.runner import run_pipeline, summary
+    from pipeline.outcome import summary
+    from pipeline.runner import run_pipeline
 
     result = run_pipeline(config, progress=lambda line: say(f"   {line}"))
     say("   " + summary(result).replace("\n", "\n   "))
@@ -312,15 +275,17 @@ def _train(config):
 
 
 def _rollout(target, router_port: int, config, args: argparse.Namespace, plan) -> None:
-    from serving.rollout import Criteria, RolloutController
-    from serving.rollout_testing import SteadyLoad
-    from serving.router import METRICS_PATH
+    from fixtures.taxi import serving_raw_bodies
+    from release.serving_dir import METRICS_PATH
+    from rollout.analysis import Criteria
+    from rollout.controller import RolloutController
+    from rollout.load import SteadyLoad
 
     steps = ", ".join(step.name for step in plan)
     say(f"\n== 5. Rollout: {args.rps:.0f} requests/s of real trips through the router; steps {steps}")
     say("   each step the controller compares canary with stable (errors, p99 latency, predictions)")
     say("   and moves on, promotes at the end, or rolls back at the first failing step")
-    bodies = request_bodies(config.data_root, config.model)
+    bodies = serving_raw_bodies(config.paths.data_root, config.model)
     longest = sum(step.duration_s for step in plan) * 5 + 120  # the controller may extend each window
     criteria = Criteria(
         min_requests=max(10, int(args.rps * min(s.duration_s for s in plan) / 8)), p99_slack_s=0.05
@@ -346,7 +311,7 @@ def _rollout(target, router_port: int, config, args: argparse.Namespace, plan) -
     )
 
 
-def _finish(home: Path, model: str, server_address: str) -> None:
+def _finish(home: str, model: str, server_address: str) -> None:
     from tfx_canary import cli
 
     common = ["--home", str(home), "--model", model]

@@ -1,5 +1,4 @@
-"""The ServingConfigGen component: models.config and two-phase version labels after the Pusher."""
+"""ServingConfigGen: ``models.config`` and the two-phase stable/canary labels, after the Pusher.
 
-from components.serving_config.component import ServingConfigGen
-
-__all__ = ["ServingConfigGen"]
+Entry point: ``ServingConfigGen`` (``component``); the release logic it runs is in ``release``.
+"""

@@ -1,4 +1,4 @@
-"""TFX glue for ServingConfigGen; the logic lives in ``components.release``.
+"""TFX glue for ServingConfigGen; the logic lives in ``release``.
 
 Wiring after the Pusher is one line::
 

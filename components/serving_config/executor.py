@@ -12,10 +12,11 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.release import operations
-from components.release.audit import serving_config_properties
-from components.release.config_store import Snapshot, Update, join, write_text_atomic
-from components.release.server_status import ServerClient
+from release import operations
+from release.audit import serving_config_properties
+from release.config_store import Snapshot, Update
+from release.server_client import ServerClient
+from release.serving_dir import CONFIG_NAME, join, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class Executor(base_executor.BaseExecutor):
     def _describe(
         artifact: types.Artifact, snapshot: Snapshot, kind: str, reason: str, pushed_model: types.Artifact
     ) -> None:
-        write_text_atomic(join(artifact.uri, "models.config"), snapshot.config_text)
+        write_text_atomic(join(artifact.uri, CONFIG_NAME), snapshot.config_text)
         properties = serving_config_properties(snapshot, kind, "pipeline", reason)
         properties["pushed_model_id"] = pushed_model.id
         properties["phase2_pending"] = int(snapshot.state.candidate is not None)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import tfx.version
 
+from tests.project import project_packages
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Names Python 3.11 added to the standard library; importing them breaks the 3.10 image.
@@ -35,14 +37,6 @@ def instructions(path: Path) -> list[tuple[str, str]]:
         for line in text.splitlines()
         if line.strip()
     ]
-
-
-def project_packages() -> list[str]:
-    setup = ast.parse((ROOT / "setup.py").read_text())
-    for node in ast.walk(setup):
-        if isinstance(node, ast.keyword) and node.arg == "packages":
-            return [element.value for element in node.value.elts]
-    raise AssertionError("setup.py lists no packages")
 
 
 def test_image_is_tfx_own_image_for_the_installed_tfx() -> None:

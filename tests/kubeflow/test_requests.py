@@ -19,7 +19,7 @@ import yaml
 
 from kubeflow import kfp_recurring, vertex
 from kubeflow.cloud_config import load_cloud_config
-from kubeflow.cron import CronError
+from scheduler.cron import CronError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,8 +1,8 @@
-"""A real tf.Transform output over a few taxi rows, shared by the model tests (built by models.testing)."""
+"""A real tf.Transform output over a few taxi rows, shared by the model tests (built by fixtures.taxi)."""
 
 import pytest
 
-from models.testing import ROWS, raw_rows, to_example, transform_rows
+from fixtures.taxi import ROWS, raw_rows, to_example, transform_rows
 
 __all__ = ["ROWS", "raw_rows", "to_example", "transform_rows"]
 

@@ -1,7 +1,5 @@
 """PipelineConfig: derived paths, YAML loading and clear validation errors."""
 
-from pathlib import Path
-
 import pytest
 
 from pipeline.config import ConfigError, PipelineConfig
@@ -9,23 +7,33 @@ from pipeline.config import ConfigError, PipelineConfig
 
 def test_paths_derive_from_home(tmp_path):
     config = PipelineConfig(home=tmp_path, model="taxi_fare", name="taxi-fare")
-    assert config.data_root == tmp_path / "data" / "taxi"
-    assert config.pipeline_root == tmp_path / "pipelines" / "taxi-fare"
-    assert config.metadata_path == tmp_path / "metadata.sqlite"
-    assert config.serving_model_dir == tmp_path / "serving" / "taxi_fare"
+    assert config.paths.data_root == str(tmp_path / "data" / "taxi")
+    assert config.pipeline_root == str(tmp_path / "pipelines" / "taxi-fare")
+    assert config.metadata_path == str(tmp_path / "metadata.sqlite")
+    assert config.serving_model_dir == str(tmp_path / "serving" / "taxi_fare")
     assert config.task == "regression"
+
+
+def test_roots_may_live_elsewhere_even_on_gcs(tmp_path):
+    config = PipelineConfig(
+        home=tmp_path, data_root="gs://b/data", pipelines_root="gs://b/p/", serving_root="gs://b/serving"
+    )
+    assert config.paths.data_root == "gs://b/data"
+    assert config.pipeline_root == "gs://b/p/taxi-tips"
+    assert config.serving_model_dir == "gs://b/serving/taxi_tips"
+    assert config.metadata_path == str(tmp_path / "metadata.sqlite")
 
 
 def test_home_defaults_to_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TFX_CANARY_HOME", str(tmp_path / "h"))
-    assert PipelineConfig().home == tmp_path / "h"
+    assert PipelineConfig().home == str(tmp_path / "h")
 
 
 def test_yaml_with_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train_steps: 7\nspan_window: 3\nbeam_args: ['--runner=FnApiRunner']\n")
     config = PipelineConfig.from_yaml(path, home=str(tmp_path), span_window=2, name=None)
-    assert (config.train_steps, config.span_window, config.home) == (7, 2, Path(tmp_path))
+    assert (config.train_steps, config.span_window, config.home) == (7, 2, str(tmp_path))
     assert config.beam_args == ("--runner=FnApiRunner",)
 
 

@@ -17,9 +17,9 @@ def test_sample_splits_into_16_quarters_without_losing_rows():
     assert "trip_start_timestamp" in header
 
 
-def test_span_of_counts_quarters_from_2013():
-    assert data.span_of(1356998400) == 1  # 2013-01-01
-    assert data.span_of(1483228799) == 16  # 2016-12-31 23:59:59
+def test_quarter_span_counts_quarters_from_2013():
+    assert data.quarter_span(1356998400) == 1  # 2013-01-01
+    assert data.quarter_span(1483228799) == 16  # 2016-12-31 23:59:59
 
 
 def test_init_is_idempotent_and_add_span_appends(tmp_path):

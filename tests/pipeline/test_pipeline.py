@@ -17,7 +17,7 @@ def test_backfill_adds_one_node_for_all_older_spans_before_the_window(tmp_path):
     nodes = _nodes(create_pipeline(config, backfill_spans=[3, 1, 2, 3]))
     backfill = nodes["BackfillSpans"]
     assert json.loads(backfill.exec_properties["spans"]) == [1, 2, 3]
-    assert backfill.exec_properties["input_base"] == str(config.data_root)
+    assert backfill.exec_properties["input_base"] == str(config.paths.data_root)
     # The same input pattern and splits as the newest span's CsvExampleGen.
     for key in ("input_config", "output_config"):
         assert backfill.exec_properties[key] == nodes["CsvExampleGen"].exec_properties[key]

@@ -7,19 +7,20 @@ Everything is real: TFX LocalDagRunner, Beam FnApiRunner, MLMD SQLite, TF SavedM
 import csv
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from fixtures.taxi import to_example
 from models import features
-from models.testing import to_example
-from pipeline import data, publish
+from pipeline import data
 from pipeline.config import PipelineConfig
 from pipeline.runner import run_pipeline
+from release.metadata import open_store
+from release.serving_dir import list_versions
 
 pytestmark = pytest.mark.e2e
 
@@ -63,9 +64,7 @@ def runs(config):
 
 
 def _store(config):
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = str(config.metadata_path)
-    return metadata_store.MetadataStore(connection)
+    return open_store(config.metadata_path)
 
 
 def _executed_nodes(config):
@@ -103,12 +102,12 @@ def test_first_run_pushes_a_blessed_version(config, runs):
     # The first run also ingested and validated the older span 1, in the same run.
     assert result.backfilled == [1]
     assert _executed_nodes(config) == COMPONENTS | {"BackfillSpans"}
-    assert publish.existing_versions(str(config.serving_model_dir)) == [result.pushed_version]
+    assert list_versions(config.serving_model_dir) == [result.pushed_version]
     assert not [n for n in os.listdir(config.serving_model_dir) if n.startswith(".")]  # no staging left
 
 
 def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
-    version_dir = config.serving_model_dir / str(runs["first"].pushed_version)
+    version_dir = Path(config.serving_model_dir) / str(runs["first"].pushed_version)
     uuid = (version_dir / "assets.extra" / "mlmd_uuid").read_text()
     model_id = int(dict(p.split("=") for p in uuid.strip().split(";"))["model_id"])
     [model_artifact] = _store(config).get_artifacts_by_id([model_id])
@@ -140,14 +139,14 @@ def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
 
 
 def test_a_new_span_pushes_a_second_version(config, runs):
-    assert data.add_span(config.data_root, rows_per_span=ROWS_PER_SPAN) == 3
+    assert data.add_span(config.paths.data_root, rows_per_span=ROWS_PER_SPAN) == 3
     result = run_pipeline(config)
     runs["second"] = result
     assert result.ok and result.spans == [3], result.reason
     assert result.pushed_version is not None and result.pushed_version > runs["first"].pushed_version, (
         result.reason
     )
-    versions = publish.existing_versions(str(config.serving_model_dir))
+    versions = list_versions(config.serving_model_dir)
     assert versions == [runs["first"].pushed_version, result.pushed_version]
 
 
@@ -157,15 +156,15 @@ def test_a_span_with_anomalies_is_not_trained_on_and_the_run_says_why(config, ru
     payment = header.index("payment_type")
     for row in rows:
         row[payment] = "Bitcoin"  # out of the payment_type domain in every row
-    data.write_span(config.data_root, 4, header, rows)
+    data.write_span(config.paths.data_root, 4, header, rows)
     result = run_pipeline(config)
     assert result.ok and result.spans == [4]
     assert result.pushed_version is None
     assert any("payment_type" in line for line in result.anomalies), result.anomalies
     assert "anomalies" in result.reason and "payment_type" in result.reason
     assert {c.name: c.status for c in result.components}["Trainer"] == "skipped"
-    assert len(publish.existing_versions(str(config.serving_model_dir))) == 2
-    shutil.rmtree(config.data_root / "span-4")  # the operator withdraws the bad span
+    assert len(list_versions(config.serving_model_dir)) == 2
+    shutil.rmtree(Path(config.paths.data_root) / "span-4")  # the operator withdraws the bad span
 
 
 def test_a_worse_model_is_not_blessed_nor_pushed(config, runs):
@@ -173,7 +172,7 @@ def test_a_worse_model_is_not_blessed_nor_pushed(config, runs):
     assert result.ok, result.reason
     assert result.blessed is False and result.pushed_version is None
     assert result.failed_checks and "not blessed" in result.reason
-    assert len(publish.existing_versions(str(config.serving_model_dir))) == 2
+    assert len(list_versions(config.serving_model_dir)) == 2
 
 
 def test_a_rerun_with_nothing_new_pushes_nothing(config, runs):
@@ -183,7 +182,7 @@ def test_a_rerun_with_nothing_new_pushes_nothing(config, runs):
     assert f"already pushed as version {runs['second'].pushed_version}" in result.reason
     statuses = {c.name: c.status for c in result.components}
     assert statuses["Trainer"] == "cached" and statuses["Transform"] == "cached"
-    assert publish.existing_versions(str(config.serving_model_dir)) == [
+    assert list_versions(config.serving_model_dir) == [
         runs["first"].pushed_version,
         runs["second"].pushed_version,
     ]

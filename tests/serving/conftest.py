@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import testing
+from fixtures import contract, models
 from serving.options import AUTO_PORT, ServerOptions
 from serving.server import ModelServer
 
@@ -17,7 +17,7 @@ from serving.server import ModelServer
 def contract_root(tmp_path_factory) -> Path:
     """half_plus v1 (0.5x+2, stable) and v2 (0.5x+3, canary), echo v1, and their models.config."""
     root = tmp_path_factory.mktemp("contract")
-    testing.write_contract_fixtures(root)
+    contract.write_contract_fixtures(root)
     return root
 
 
@@ -25,9 +25,9 @@ def contract_root(tmp_path_factory) -> Path:
 def half_plus_versions(tmp_path_factory) -> Path:
     """A read-only source of fixture versions 1 (offset 2) and 2 (offset 3) to copy into test dirs."""
     root = tmp_path_factory.mktemp("versions")
-    testing.write_fixture_model(root, 1, offset=2.0)
-    testing.write_fixture_model(root, 2, offset=3.0)
-    testing.write_fixture_model(root, 3, offset=4.0)
+    models.write_fixture_model(root, 1, offset=2.0)
+    models.write_fixture_model(root, 2, offset=3.0)
+    models.write_fixture_model(root, 3, offset=4.0)
     return root
 
 

@@ -2,7 +2,7 @@
 
 Targets: ``embedded`` (our server, started here on the contract fixtures) and ``external``: a real
 tensorflow_model_server given by address (skipped, and reported as skipped, without one). To run against
-one, write the fixtures with ``python -c "from serving.testing import write_contract_fixtures as w;
+one, write the fixtures with ``python -c "from fixtures.contract import write_contract_fixtures as w;
 print(w('/tmp/contract'))"``, start ``tensorflow_model_server --port=8500 --rest_api_port=8501
 --allow_version_labels_for_unavailable_models=true --model_config_file=/tmp/contract/models.config``, then
 ``TFX_CANARY_CONTRACT_REST=127.0.0.1:8501 TFX_CANARY_CONTRACT_GRPC=127.0.0.1:8500 pytest
@@ -29,8 +29,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.testing import CONTRACT_MODEL as MODEL
-from serving.testing import CONTRACT_STRING_MODEL as ECHO
+from fixtures.contract import CONTRACT_MODEL as MODEL
+from fixtures.contract import CONTRACT_STRING_MODEL as ECHO
 from tests.serving.conftest import http_request, start_server
 
 REST_ENV, GRPC_ENV = "TFX_CANARY_CONTRACT_REST", "TFX_CANARY_CONTRACT_GRPC"

@@ -12,12 +12,12 @@ import grpc
 import pytest
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-from serving import testing
 from serving.configs import parse_model_server_config, single_model_config
 from serving.errors import ServingError
 from serving.manager import discover_versions, validate_config
 from serving.monitoring import LOAD_ATTEMPT_COUNT
 from serving.server import StartupError
+from tests.serving.broken_model import write_broken_model
 from tests.serving.conftest import http_request, start_server
 
 
@@ -162,7 +162,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tmp_path, half_
         model_name="m", model_base_path=str(base), max_num_load_retries=2, load_retry_interval_micros=50_000
     )
     with start_server(**options) as server:
-        testing.write_broken_model(base, 2)
+        write_broken_model(base, 2)
         wait_for(lambda: states(server).get(2) == "END")
         _s, _h, body = http_request(server.rest_port, "GET", "/v1/models/m/versions/2")
         (entry,) = body["model_version_status"]

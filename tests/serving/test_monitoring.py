@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from serving import testing
+from fixtures import models as fixture_models
 from serving.configs import ConfigError, read_monitoring_config
 from serving.monitoring import WARMUP_LATENCY
 from tests.serving.conftest import http_request, start_server
@@ -83,7 +83,9 @@ def test_monitoring_config_is_strict(tmp_path):
 def test_warmup_requests_are_replayed_at_load(tmp_path, half_plus_versions):
     base = tmp_path / "m"
     shutil.copytree(half_plus_versions / "1", base / ".1")
-    testing.write_warmup_requests(base / ".1", [testing.predict_warmup_log([1.0, 2.0]) for _ in range(3)])
+    fixture_models.write_warmup_requests(
+        base / ".1", [fixture_models.predict_warmup_log([1.0, 2.0]) for _ in range(3)]
+    )
     (base / ".1").rename(base / "1")
     with start_server(model_name="m", model_base_path=str(base)) as server:
         assert server.metrics.value(WARMUP_LATENCY, (str(base / "1"),)) == 1
@@ -98,7 +100,9 @@ def test_warmup_requests_are_replayed_at_load(tmp_path, half_plus_versions):
 def test_a_failing_warmup_request_fails_the_load(tmp_path, half_plus_versions):
     base = tmp_path / "m"
     shutil.copytree(half_plus_versions / "1", base / ".1")
-    testing.write_warmup_requests(base / ".1", [testing.predict_warmup_log([1.0], signature_name="nope")])
+    fixture_models.write_warmup_requests(
+        base / ".1", [fixture_models.predict_warmup_log([1.0], signature_name="nope")]
+    )
     (base / ".1").rename(base / "1")
     with start_server(model_name="m", model_base_path=str(base)) as server:
         (entry,) = http_request(server.rest_port, "GET", "/v1/models/m")[2]["model_version_status"]

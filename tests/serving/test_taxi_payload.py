@@ -22,9 +22,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from fixtures.contract import write_model_config
+from fixtures.taxi import raw_rows, serving_raw_inputs, to_example, transform_models, write_taxi_model
 from models import features
-from models.testing import raw_rows, serving_raw_inputs, to_example, transform_models, write_taxi_model
-from serving.testing import write_model_config
 
 from .conftest import http_request, start_server
 

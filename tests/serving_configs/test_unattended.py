@@ -6,7 +6,7 @@ import configparser
 import shlex
 from pathlib import Path
 
-from kubeflow.cron import parse_vertex_cron
+from scheduler.cron import parse_vertex_cron
 from tfx_canary import cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "serving_configs"

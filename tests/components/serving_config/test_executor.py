@@ -7,12 +7,12 @@ import socket
 import pytest
 from tfx.types import standard_artifacts
 
-from components.release import config_store as cs
-from components.release import state as sm
-from components.serving_config import ServingConfigGen
+from components.serving_config.component import ServingConfigGen
 from components.serving_config.executor import Executor, _version_to_release
 from components.types import ServingConfig
-from tests.components.fixtures import fake_version
+from release import config_store as cs
+from release import state as sm
+from tests.release.version_dirs import fake_version
 
 
 def pushed_model(tmp_path, version: int | None, artifact_id: int = 7, already: int | None = None):

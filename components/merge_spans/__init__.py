@@ -1,0 +1,1 @@
+"""MergeSpans: the training window as one Examples artifact. Entry point: ``MergeSpans`` (``component``)."""

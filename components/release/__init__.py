@@ -1,1 +1,0 @@
-"""Release logic for canary rollout on TensorFlow Serving: pure state machine, config files, audit."""

@@ -1,0 +1,4 @@
+"""The span window: train on the latest K spans whose validation found no anomalies.
+
+Entry point: ``ValidatedSpanWindowStrategy`` (``strategy``); the lineage queries are ``window``.
+"""

@@ -1,0 +1,104 @@
+"""The layout's dependency rules: each stage imports only what sits before it in the flow.
+
+data -> pipeline (+ components) -> push -> release (config) -> serving (model server) -> rollout
+(router, controller). Every ``import`` in the product packages is read with ``ast`` (function-level
+imports too), so a forbidden one fails here with its file and line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.project import project_packages
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = tuple(project_packages())
+# package -> project modules it must not import ("a.b" also forbids "a.b.c"; "a" forbids all of a).
+ENTRY_POINTS = ("tfx_canary.cli", "tfx_canary.demo")
+FORBIDDEN = {
+    # The embedded model server stands alone: only its own modules and the shared error types.
+    "serving": (
+        *("release", "rollout", "pipeline", "components", "scheduler", "kubeflow", "models", "fixtures"),
+        *(*ENTRY_POINTS, "tfx_canary.home", "tfx_canary.logs", "tfx_canary.options"),
+    ),
+    # The release logic needs from the server only TF Serving's own file names.
+    "release": (
+        *("pipeline", "components", "rollout", "scheduler", "kubeflow", "models", "fixtures", *ENTRY_POINTS),
+        *("serving.server", "serving.manager", "serving.rest", "serving.grpc_service"),
+    ),
+    "rollout": (
+        "pipeline",
+        "components",
+        "scheduler",
+        "kubeflow",
+        "models",
+        "fixtures",
+        "serving",
+        *ENTRY_POINTS,
+    ),
+    "components": ("pipeline", "rollout", "scheduler", "kubeflow", "fixtures", *ENTRY_POINTS),
+    "pipeline": ("rollout", "scheduler", "kubeflow", "fixtures", "serving", *ENTRY_POINTS),
+    "scheduler": ("components", "rollout", "kubeflow", "fixtures", "serving", *ENTRY_POINTS),
+    "kubeflow": ("rollout", "fixtures", "serving", "components", *ENTRY_POINTS),
+    "models": tuple(p for p in PACKAGES if p != "models"),
+    "fixtures": ("components", "rollout", "scheduler", "kubeflow", *ENTRY_POINTS),
+}
+# The foundation every stage may use imports nothing of the project.
+LEAVES = ("tfx_canary.errors", "tfx_canary.home", "tfx_canary.logs", "serving.paths", "models.catalog")
+
+
+def project_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import of a project package in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found += [
+            (node.lineno, name) for name in names if name.split(".")[0] in (*PACKAGES, "tests", "benchmarks")
+        ]
+    return found
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _matches(module: str, rule: str) -> bool:
+    return module == rule or module.startswith(rule + ".")
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_stage_imports_only_what_it_may(package: str) -> None:
+    violations = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        name = module_name(path)
+        for line, module in project_imports(path):
+            if module.split(".")[0] in ("tests", "benchmarks"):
+                violations.append(f"{path.relative_to(ROOT)}:{line}: product code imports {module}")
+            for rule in FORBIDDEN.get(package, ()):
+                if _matches(module, rule):
+                    violations.append(f"{path.relative_to(ROOT)}:{line}: {package} must not import {module}")
+            if name in LEAVES and module.split(".")[0] in PACKAGES and not _matches(module, name):
+                violations.append(f"{path.relative_to(ROOT)}:{line}: {name} is a leaf but imports {module}")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
+    planted = tmp_path / "router.py"
+    planted.write_text("def f():\n    from pipeline.config import PipelineConfig\n")
+    [(line, module)] = [(n, m) for n, m in project_imports(planted) if m == "pipeline.config"]
+    assert line == 2 and any(_matches(module, rule) for rule in FORBIDDEN["rollout"])
+
+
+def test_every_package_says_which_stage_it_is() -> None:
+    for package in PACKAGES:
+        for init in (ROOT / package).rglob("__init__.py"):
+            doc = ast.get_docstring(ast.parse(init.read_text()))
+            assert doc and len(doc) > 40, f"{init.relative_to(ROOT)} needs a docstring saying what it holds"
