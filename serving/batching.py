@@ -6,12 +6,14 @@ non-batch shape are merged into one call of up to ``max_batch_size`` rows. A bat
 next ``allowed_batch_sizes`` entry. A queue holding ``max_enqueued_batches`` batches rejects new work with
 UNAVAILABLE (HTTP 503). Each caller gets exactly its own rows back, so results match unbatched calls.
 
-``run`` blocks its thread until the result is in (gRPC, the threading REST carrier); ``submit`` only queues
-and calls back from the batch thread, so an event loop can wait for many calls without a thread each.
+``run`` blocks its thread until the result is in (the threading REST carrier, large requests);
+``submit`` only queues and calls back from the batch thread, so an event loop (the aiohttp REST carrier,
+the grpc.aio server) waits for many calls without a thread each: ``LoopWaiter.run`` is that wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import threading
@@ -222,3 +224,57 @@ class BatchScheduler:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+class LoopWaiter:
+    """Awaits batch results on one event loop: one loop wake-up per finished batch, not one per call.
+
+    Shared by the REST (aiohttp) and gRPC (grpc.aio) carriers, so a batched request never needs a thread
+    of its own while it waits: the loop parses and checks it, queues it, and gets the whole batch's
+    results back from the batch thread at once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._finished: list[tuple[asyncio.Future, Task]] = []
+
+    def _done(self, future: asyncio.Future, task: Task) -> None:
+        """Called on a batch thread for each task of a batch that ran."""
+        with self._lock:
+            wake = not self._finished
+            self._finished.append((future, task))
+        if wake:
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            finished, self._finished = self._finished, []
+        for future, task in finished:
+            if not future.done():  # a request past its deadline has stopped waiting
+                future.set_result(task)
+
+    async def run(
+        self,
+        scheduler: BatchScheduler,
+        signature: Signature,
+        inputs: dict[str, np.ndarray],
+        remaining: float | None,
+    ) -> dict[str, np.ndarray]:
+        """Queue one call and await its share of the batch (at most ``remaining`` seconds, if given)."""
+        if remaining is not None and remaining <= 0:
+            raise deadline_exceeded("Deadline exceeded")
+        future = self._loop.create_future()
+        scheduler.submit(signature, inputs, lambda task: self._done(future, task))
+        timer = None if remaining is None else self._loop.call_later(remaining, _expire, future)
+        try:
+            task = await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return task.result()
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(deadline_exceeded(DEADLINE_MESSAGE))

@@ -19,27 +19,56 @@ GIL_SWITCH_INTERVAL_SECONDS = 0.02
 
 
 def register(subparsers) -> None:
-    from serving.options import add_flags
+    from serving.options import PROFILER_NOTE, add_flags, unknown_argument
 
     parser = subparsers.add_parser(
         "serve",
+        allow_abbrev=False,  # TF Serving matches flag names exactly
         help="serve models like tensorflow_model_server (same flags, configs, REST and gRPC API)",
         description=(
-            "Serve SavedModels with TensorFlow Serving's flags, config files, REST and gRPC API. "
-            "Booleans take --flag, --flag=true or --flag=false. SIGTERM drains in-flight requests."
+            "Serve SavedModels with TensorFlow Serving's flags, config files, REST and gRPC API. Every "
+            "flag of tensorflow_model_server is accepted; those marked 'no effect' warn when given. "
+            "Booleans take --flag, --flag=true or --flag=false. SIGTERM drains in-flight requests. "
+            + PROFILER_NOTE
         ),
     )
-    add_flags(parser)
+    add_flags(parser, suppress_defaults=True)
     parser.add_argument(
         "--drain_seconds", type=float, default=10.0, help="longest wait for in-flight requests at shutdown"
     )
     parser.set_defaults(func=serve)
+    known = parser.parse_known_args
+
+    def strict(args=None, namespace=None):
+        """An unknown flag fails with TF Serving's wording (argparse would say "unrecognized")."""
+        namespace, extra = known(args, namespace)
+        if extra:
+            parser.exit(2, f"error: {unknown_argument(extra)}\n")
+        return namespace, extra
+
+    parser.parse_known_args = strict
+
+
+def print_version() -> None:
+    """``--version``: main.cc's two lines (the serving API this server implements, and TensorFlow)."""
+    from importlib import metadata
+
+    import tensorflow as tf
+
+    print(
+        f"TensorFlow ModelServer: {metadata.version('tensorflow-serving-api')} "
+        f"(tfx-canary {metadata.version('tfx-canary')} embedded model server)"
+    )
+    print(f"TensorFlow Library: {tf.__version__}")
 
 
 def serve(args: argparse.Namespace) -> int:
     from serving.options import options_from_args
     from serving.server import ModelServer
 
+    if getattr(args, "version", False):
+        print_version()
+        return 0
     options = options_from_args(args)  # FlagError: a usage error (exit 2)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     server = ModelServer(options)

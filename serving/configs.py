@@ -75,6 +75,21 @@ def _read(path: str) -> str:
         raise ConfigError(f"Failed to read config file {path}: {error.strerror or error}") from error
 
 
+def read_session_config(path: str | None):
+    """``--tensorflow_session_config_file``: a text ``tensorflow.ConfigProto`` (an empty one without)."""
+    from tensorflow.core.protobuf import config_pb2
+
+    config = config_pb2.ConfigProto()
+    if path:
+        try:
+            text_format.Parse(_read(path), config)
+        except text_format.ParseError as error:
+            raise ConfigError(
+                f"Error parsing text-format tensorflow.ConfigProto in {path}: {error}"
+            ) from error
+    return config
+
+
 def parse_model_server_config(
     text: str, source: str = "<string>"
 ) -> model_server_config_pb2.ModelServerConfig:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from tfx_canary.errors import CanaryError
+
 # http_server.cc: ToHTTPStatusCode
 _HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
@@ -72,3 +74,7 @@ def status_code_of(error: BaseException) -> grpc.StatusCode:
             if code.value[0] == tf_code:
                 return code
     return grpc.StatusCode.UNKNOWN
+
+
+class StartupError(CanaryError, RuntimeError):
+    """The server could not start; the message says why (TF Serving's wording where it has one)."""

@@ -1,11 +1,21 @@
-"""PredictionService and ModelService with the servicer stubs from ``tensorflow-serving-api``."""
+"""PredictionService and ModelService on grpc.aio, with the servicer stubs from ``tensorflow-serving-api``.
+
+Every RPC runs on the gRPC server's event loop. With batching on, a Predict/Classify/Regress request of
+a usual size is parsed and checked on the loop, queued on the same ``BatchScheduler`` as REST and
+answered when its batch comes back (``LoopWaiter``): no thread waits per request. Everything else (no
+batching, large requests, MultiInference, config reloads) runs on a thread pool
+(``--grpc_max_threads``). Deadlines, status codes, messages and metrics are the same on both paths.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
 import time
+from collections.abc import Callable
+from concurrent import futures
 
 import grpc
 import numpy as np
@@ -21,9 +31,10 @@ from tensorflow_serving.apis import (
 )
 
 from serving import inference
+from serving.batching import LoopWaiter
 from serving.errors import ServingError, invalid_argument, status_code_of
 from serving.manager import Resolved
-from serving.servable import DEFAULT_SIGNATURE
+from serving.servable import DEFAULT_SIGNATURE, Signature
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +114,83 @@ def tensors_of(request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
         raise invalid_argument(f"Invalid input tensor: {error}") from None
 
 
-def fill_predict_response(response: predict_pb2.PredictResponse, outputs: dict[str, np.ndarray]) -> None:
-    import tensorflow as tf
+# numpy dtype kind/size -> (TensorProto dtype enum, repeated value field) for AsProtoField answers.
+_VALUE_FIELDS = {
+    np.dtype(np.float32): (1, "float_val"),
+    np.dtype(np.float64): (2, "double_val"),
+    np.dtype(np.int32): (3, "int_val"),
+    np.dtype(np.uint8): (4, "int_val"),
+    np.dtype(np.int16): (5, "int_val"),
+    np.dtype(np.int8): (6, "int_val"),
+    np.dtype(np.int64): (9, "int64_val"),
+    np.dtype(np.bool_): (10, "bool_val"),
+    np.dtype(np.uint16): (17, "int_val"),
+}
 
+
+def tensor_proto(value: np.ndarray, as_content: bool = False):
+    """An output tensor as TF Serving answers it: every value in its ``*_val`` field (``AsProtoField``),
+    or with ``--enable_serialization_as_tensor_content`` packed into ``tensor_content``."""
+    import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2
+
+    value = np.asarray(value)
+    plain = _VALUE_FIELDS.get(value.dtype)
+    if as_content or (plain is None and value.dtype != object):
+        return tf.make_tensor_proto(value)
+    proto = tensor_pb2.TensorProto()
+    for size in value.shape:
+        proto.tensor_shape.dim.add(size=size)
+    if plain is None:  # strings
+        proto.dtype = 7
+        proto.string_val.extend(
+            item if isinstance(item, bytes) else str(item).encode() for item in value.reshape(-1).tolist()
+        )
+        return proto
+    proto.dtype, field = plain
+    getattr(proto, field).extend(value.reshape(-1).tolist())
+    return proto
+
+
+def fill_predict_response(
+    response: predict_pb2.PredictResponse, outputs: dict[str, np.ndarray], as_content: bool = False
+) -> None:
     for alias, value in outputs.items():
-        response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+        response.outputs[alias].CopyFrom(tensor_proto(value, as_content))
+
+
+# A batchable RPC: (signature, inputs, finish) where finish(outputs) -> (response, examples).
+Prepared = tuple[Signature, dict[str, np.ndarray], Callable[[dict[str, np.ndarray]], tuple[object, int]]]
+
+# Requests up to this size are parsed on the loop when batching is on; bigger ones go to the pool.
+LOOP_PARSE_MAX_BYTES = 64 * 1024
+
+
+def _deadline(context, started: float) -> float | None:
+    remaining = context.time_remaining() if context is not None else None
+    # A call without a deadline reports ~2**63 s remaining (or None): that is no deadline, not a wait.
+    no_deadline = remaining is None or remaining > threading.TIMEOUT_MAX
+    return None if no_deadline else started + remaining
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, server) -> None:
+    def __init__(self, server, pool: futures.ThreadPoolExecutor) -> None:
         self._server = server  # serving.server.ModelServer
+        self._pool = pool
+        self._waiter: LoopWaiter | None = None  # made on the loop, on first use
 
-    def _call(self, api: str, context, model_spec, work):
-        """Resolve the spec, run ``work(resolved, run)``, record metrics, turn errors into gRPC status."""
+    async def _call(
+        self,
+        api: str,
+        context,
+        model_spec,
+        *,
+        prepare: Callable[[Resolved], Prepared] | None = None,
+        work: Callable[[Resolved, Callable], tuple[object, int]] | None = None,
+        request_bytes: int = 0,
+    ):
+        """Resolve the spec, run the RPC (batched on the loop, else on the pool), record metrics, and
+        turn errors into the gRPC status TF Serving gives."""
         server = self._server
         started = time.perf_counter()
         resolved = None
@@ -128,18 +203,29 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             name, version, label = _spec_parts(model_spec)
             resolved = server.manager.resolve(name, version, label)
-            remaining = context.time_remaining() if context is not None else None
-            # A call without a deadline reports ~2**63 s remaining: that is no deadline, not a wait.
-            no_deadline = remaining is None or remaining > threading.TIMEOUT_MAX
-            deadline = None if no_deadline else started + remaining
-            response, examples = work(resolved, server.runner(deadline=deadline))
+            deadline = _deadline(context, started)
+            scheduler = server.scheduler
+            if prepare is not None and scheduler is not None and request_bytes <= LOOP_PARSE_MAX_BYTES:
+                signature, inputs, finish = prepare(resolved)
+                if self._waiter is None:
+                    self._waiter = LoopWaiter(asyncio.get_running_loop())
+                remaining = None if deadline is None else deadline - time.perf_counter()
+                outputs = await self._waiter.run(scheduler, signature, inputs, remaining)
+                response, examples = finish(outputs)
+            else:
+                if work is None:
+                    work = _run_prepared(prepare)
+                loop = asyncio.get_running_loop()
+                response, examples = await loop.run_in_executor(
+                    self._pool, work, resolved, server.runner(deadline=deadline)
+                )
             return response
         except Exception as error:
             code = status_code_of(error)
             if not isinstance(error, ServingError):
                 log.exception("gRPC %s on model %s failed", api, name)
             message = error.message if isinstance(error, ServingError) else str(error)
-            context.abort(code, message)
+            await context.abort(code, message)
         finally:
             server.record_request(
                 name=name,
@@ -152,48 +238,74 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 examples=examples,
             )
 
-    def Predict(self, request, context):
-        def work(resolved, run):
+    async def Predict(self, request, context):
+        as_content = self._server.options.enable_serialization_as_tensor_content
+
+        def prepare(resolved: Resolved) -> Prepared:
             inputs = tensors_of(request)
-            signature, outputs = inference.predict(
-                resolved.servable, request.model_spec.signature_name, inputs, run, list(request.output_filter)
+            output_filter = list(request.output_filter)
+            signature = inference.predict_signature(
+                resolved.servable, request.model_spec.signature_name, inputs, output_filter
             )
-            response = predict_pb2.PredictResponse()
-            fill_predict_response(response, outputs)
-            _echo_spec(response.model_spec, resolved, signature.name)
-            first = next(iter(inputs.values()), None)
-            return response, (first.shape[0] if first is not None and first.ndim else 1)
 
-        return self._call("Predict", context, request.model_spec, work)
+            def finish(outputs):
+                response = predict_pb2.PredictResponse()
+                fill_predict_response(response, inference.filter_outputs(outputs, output_filter), as_content)
+                _echo_spec(response.model_spec, resolved, signature.name)
+                first = next(iter(inputs.values()), None)
+                return response, (first.shape[0] if first is not None and first.ndim else 1)
 
-    def Classify(self, request, context):
-        def work(resolved, run):
+            return signature, inputs, finish
+
+        return await self._call(
+            "Predict", context, request.model_spec, prepare=prepare, request_bytes=request.ByteSize()
+        )
+
+    async def Classify(self, request, context):
+        def prepare(resolved: Resolved) -> Prepared:
             examples = serialized_examples(request.input)
-            results = inference.classify(resolved.servable, request.model_spec.signature_name, examples, run)
-            response = classification_pb2.ClassificationResponse()
-            fill_classifications(response.result, results)
-            _echo_spec(response.model_spec, resolved, request.model_spec.signature_name)
-            return response, len(examples)
+            signature, inputs = inference.example_inputs(
+                resolved.servable, request.model_spec.signature_name, examples, inference.CLASSIFY_METHOD
+            )
 
-        return self._call("Classify", context, request.model_spec, work)
+            def finish(outputs):
+                response = classification_pb2.ClassificationResponse()
+                fill_classifications(response.result, inference.classification(outputs, len(examples)))
+                _echo_spec(response.model_spec, resolved, request.model_spec.signature_name)
+                return response, len(examples)
 
-    def Regress(self, request, context):
-        def work(resolved, run):
+            return signature, inputs, finish
+
+        return await self._call(
+            "Classify", context, request.model_spec, prepare=prepare, request_bytes=request.ByteSize()
+        )
+
+    async def Regress(self, request, context):
+        def prepare(resolved: Resolved) -> Prepared:
             examples = serialized_examples(request.input)
-            values = inference.regress(resolved.servable, request.model_spec.signature_name, examples, run)
-            response = regression_pb2.RegressionResponse()
-            response.result.regressions.extend(regression_pb2.Regression(value=v) for v in values)
-            _echo_spec(response.model_spec, resolved, request.model_spec.signature_name)
-            return response, len(examples)
+            signature, inputs = inference.example_inputs(
+                resolved.servable, request.model_spec.signature_name, examples, inference.REGRESS_METHOD
+            )
 
-        return self._call("Regress", context, request.model_spec, work)
+            def finish(outputs):
+                response = regression_pb2.RegressionResponse()
+                values = inference.regression(outputs, len(examples))
+                response.result.regressions.extend(regression_pb2.Regression(value=v) for v in values)
+                _echo_spec(response.model_spec, resolved, request.model_spec.signature_name)
+                return response, len(examples)
 
-    def MultiInference(self, request, context):
+            return signature, inputs, finish
+
+        return await self._call(
+            "Regress", context, request.model_spec, prepare=prepare, request_bytes=request.ByteSize()
+        )
+
+    async def MultiInference(self, request, context):
         if not request.tasks:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Found no tasks in MultiInferenceRequest.")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Found no tasks in MultiInferenceRequest.")
         names = {task.model_spec.name for task in request.tasks}
         if len(names) != 1:
-            context.abort(
+            await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
             )
@@ -221,26 +333,38 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return response, len(examples)
 
         # Only the first task's version is honoured, as in TF Serving.
-        return self._call("MultiInference", context, request.tasks[0].model_spec, work)
+        return await self._call("MultiInference", context, request.tasks[0].model_spec, work=work)
 
-    def GetModelMetadata(self, request, context):
+    async def GetModelMetadata(self, request, context):
         if not request.metadata_field:
-            context.abort(
+            await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "GetModelMetadataRequest must specify at least one metadata_field",
             )
         for field in request.metadata_field:
             if field != "signature_def":
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {field} is not supported"
+                )
         try:
             name, version, label = _spec_parts(request.model_spec)
             resolved = self._server.manager.resolve(name, version, label)
         except ServingError as error:
-            context.abort(error.code, error.message)
+            await context.abort(error.code, error.message)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         _echo_spec(response.model_spec, resolved, None)
         response.metadata["signature_def"].Pack(inference.signature_def_map(resolved.servable))
         return response
+
+
+def _run_prepared(prepare: Callable[[Resolved], Prepared]):
+    """A batchable RPC run start to end on a pool thread (no batching, or a large request)."""
+
+    def work(resolved: Resolved, run) -> tuple[object, int]:
+        signature, inputs, finish = prepare(resolved)
+        return finish(run(signature, inputs))
+
+    return work
 
 
 def fill_classifications(result: classification_pb2.ClassificationResult, rows) -> None:
@@ -251,22 +375,26 @@ def fill_classifications(result: classification_pb2.ClassificationResult, rows) 
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, server) -> None:
+    def __init__(self, server, pool: futures.ThreadPoolExecutor) -> None:
         self._server = server
+        self._pool = pool
 
-    def GetModelStatus(self, request, context):
+    async def GetModelStatus(self, request, context):
         try:
             name, version, _label = _spec_parts(request.model_spec)  # a label is ignored, as in TF Serving
             return self._server.manager.status(name, version)
         except ServingError as error:
-            context.abort(error.code, error.message)
+            await context.abort(error.code, error.message)
 
-    def HandleReloadConfigRequest(self, request, context):
+    async def HandleReloadConfigRequest(self, request, context):
         response = model_management_pb2.ReloadConfigResponse()
         try:
-            self._server.reload_config(request.config)
+            # A reload waits for new models to load: on the pool, so the loop keeps serving.
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._server.reload_config, request.config
+            )
         except ServingError as error:
             response.status.error_code = error.code.value[0]
             response.status.error_message = error.message
-            context.abort(error.code, error.message)
+            await context.abort(error.code, error.message)
         return response

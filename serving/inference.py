@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import grpc
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving.errors import invalid_argument
-from serving.servable import Servable, Signature, TensorSpec
+from serving.errors import ServingError, invalid_argument
+from serving.servable import Servable, Signature, type_name
 
 Runner = Callable[[Signature, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
+PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+_KIND = {CLASSIFY_METHOD: "classification", REGRESS_METHOD: "regression"}
 
 
 def direct_run(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -26,7 +29,11 @@ def direct_run(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str,
 
 
 def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The request's inputs must be exactly the signature's, with its dtypes (TF's messages)."""
+    """The request's inputs must be exactly the signature's, with its dtypes (TF's messages).
+
+    Shapes are not compared with the TensorInfo, as in TF Serving's ``predict_util.cc``: the model runs
+    and a shape it cannot take fails there, with TensorFlow's own message.
+    """
     if inputs.keys() != signature.inputs.keys():
         sent, expected = set(inputs), set(signature.inputs)
         if len(sent) != len(expected):
@@ -45,21 +52,9 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[st
         value, spec = inputs[alias], signature.inputs[alias]
         if value.dtype != spec.dtype:
             raise invalid_argument(
-                f"Expects arg[{index}] to be {spec.dtype_name} but {value.dtype} is provided"
-            )
-        if spec.shape is not None and not _compatible(value.shape, spec):
-            wanted = [-1 if d is None else d for d in spec.shape]
-            raise invalid_argument(
-                f"Input {alias} has shape {list(value.shape)}, which is not compatible with the "
-                f"signature's {wanted}"
+                f"Expects arg[{index}] to be {spec.dtype_name} but {type_name(value.dtype)} is provided"
             )
     return inputs
-
-
-def _compatible(shape: tuple[int, ...], spec: TensorSpec) -> bool:
-    if len(shape) != len(spec.shape):
-        return False
-    return not spec.fixed_dims or all(shape[axis] == size for axis, size in spec.fixed_dims)
 
 
 def predict_signature(
@@ -70,6 +65,13 @@ def predict_signature(
 ) -> Signature:
     """The signature a predict request calls, once its inputs and output filter are checked against it."""
     signature = servable.signature(signature_name)
+    allowed = (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD)
+    if servable.method_name_check and signature.method_name not in allowed:
+        raise ServingError(  # --enable_signature_method_name_check, predict_util.cc's wording
+            grpc.StatusCode.INTERNAL,
+            f"Expected prediction signature method_name to be one of {{{', '.join(allowed)}}}. "
+            f"Was: {signature.method_name}",
+        )
     check_inputs(signature, inputs)
     for alias in output_filter:
         if alias not in signature.outputs:
@@ -98,12 +100,16 @@ def predict(
 
 
 def example_inputs(
-    servable: Servable, signature_name: str, examples: list[bytes]
+    servable: Servable, signature_name: str, examples: list[bytes], method: str = ""
 ) -> tuple[Signature, dict[str, np.ndarray]]:
     """The classify/regress signature and its one input: the serialized tf.Examples as a string batch."""
     if not examples:
         raise invalid_argument("Input is empty.")
     signature = servable.signature(signature_name)
+    if method and servable.method_name_check and signature.method_name != method:
+        raise invalid_argument(  # --enable_signature_method_name_check, classifier.cc / regressor.cc
+            f"Expected {_KIND[method]} signature method_name to be {method}. Was: {signature.method_name}"
+        )
     if len(signature.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
     alias = signature.input_names[0]
@@ -118,7 +124,7 @@ def classify(
     servable: Servable, signature_name: str, examples: list[bytes], run: Runner
 ) -> list[list[tuple[str, float]]]:
     """Per example, the (label, score) pairs; label is "" when the model has no ``classes`` output."""
-    signature, inputs = example_inputs(servable, signature_name, examples)
+    signature, inputs = example_inputs(servable, signature_name, examples, CLASSIFY_METHOD)
     return classification(run(signature, inputs), len(examples))
 
 
@@ -148,7 +154,7 @@ def classification(outputs: dict[str, np.ndarray], count: int) -> list[list[tupl
 
 
 def regress(servable: Servable, signature_name: str, examples: list[bytes], run: Runner) -> list[float]:
-    signature, inputs = example_inputs(servable, signature_name, examples)
+    signature, inputs = example_inputs(servable, signature_name, examples, REGRESS_METHOD)
     return regression(run(signature, inputs), len(examples))
 
 

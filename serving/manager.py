@@ -2,10 +2,13 @@
 
 - Versions are the integer-named children of each ``base_path``, chosen by the model's version policy
   (``latest {N}``, ``all``, ``specific``), rescanned every ``file_system_poll_wait_seconds``.
-- One manager thread loads and unloads, availability-preserving: the highest new version is loaded
-  first, and an old version is unloaded only once an aspired one is AVAILABLE. A load is retried
-  ``max_num_load_retries`` times; a version that still fails shows END with its error and is not retried
-  while it stays aspired (as TF Serving does).
+- The manager thread decides, availability-preserving: the highest new version is loaded first, and an
+  old version is unloaded only once an aspired one is AVAILABLE. Loads run on ``num_load_threads`` load
+  threads (at least one), never on the manager thread, and the wait between retries holds no thread:
+  one failing version never holds up another model's or version's load, nor the status.
+- A load is retried ``max_num_load_retries`` times, ``load_retry_interval_micros`` apart; the retries
+  stop as soon as the version leaves the aspired set (TF Serving's ``CancelLoadServableRetry``). A version
+  that still fails shows END with its error and is not retried while it stays aspired.
 - ``reload`` replaces the whole config. Labels are checked against AVAILABLE versions *before* anything
   in the new config is applied; one bad label rejects the reload as a whole.
 - A request without version or label goes to the highest loaded version.
@@ -41,6 +44,20 @@ class VersionStatus:
     state: int = State.START
     error_code: grpc.StatusCode = grpc.StatusCode.OK
     error_message: str = ""
+
+
+@dataclass
+class _LoadJob:
+    """One version waiting for, or in, a load attempt on a load thread."""
+
+    name: str
+    version: int
+    path: str
+    attempts: int = 0
+    ready_at: float = 0.0  # time.monotonic() of the next attempt
+    running: bool = False
+    cancelled: bool = False  # the version left the aspired set: no more attempts
+    error: tuple[grpc.StatusCode, str] | None = None  # the last attempt's failure
 
 
 @dataclass(frozen=True)
@@ -130,15 +147,20 @@ class ModelManager:
         allow_version_labels_for_unavailable_models: bool = False,
         max_num_load_retries: int = 5,
         load_retry_interval_micros: int = 60_000_000,
+        num_load_threads: int = 0,
         saved_model_tags: tuple[str, ...] = ("serve",),
+        session_config=None,
+        method_name_check: bool = False,
         metrics: ServingMetrics | None = None,
         warmup: Callable[[Servable], None] | None = None,
     ) -> None:
         self._poll_seconds = file_system_poll_wait_seconds
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._load_attempts = 1 + max_num_load_retries
-        self._retry_seconds = load_retry_interval_micros / 1e6
+        self._retry_seconds = max(load_retry_interval_micros, 0) / 1e6  # negative: no wait (TF Serving)
         self._tags = saved_model_tags
+        self._session_config = session_config
+        self._method_name_check = method_name_check
         self._metrics = metrics or ServingMetrics()
         self._warmup = warmup
         self._cond = threading.Condition()
@@ -147,22 +169,35 @@ class ModelManager:
         self._status: dict[str, dict[int, VersionStatus]] = {}
         self._serving: dict[str, dict[int, Servable]] = {}  # replaced, never mutated: read without a lock
         self._failed: dict[str, set[int]] = {}  # failed versions still aspired: not retried
+        self._jobs: dict[tuple[str, int], _LoadJob] = {}  # loads waiting or running
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._config_generation = 0  # bumped by every applied reload
         self._polled_generation = 0  # the config generation the last finished poll worked from
         self._thread = threading.Thread(target=self._run, name="model-manager", daemon=True)
         self._thread.start()
+        # TF Serving's 0 means "serially, in the manager's loop"; here that is one load thread of its own.
+        self._loaders = [
+            threading.Thread(target=self._load_worker, name=f"model-load-{i}", daemon=True)
+            for i in range(max(1, num_load_threads))
+        ]
+        for loader in self._loaders:
+            loader.start()
 
     # ---- config -------------------------------------------------------------------------------------
 
     def reload(
-        self, config: model_server_config_pb2.ModelServerConfig, wait_seconds: float | None = None
+        self,
+        config: model_server_config_pb2.ModelServerConfig,
+        wait_seconds: float | None = None,
+        initial: bool = False,
     ) -> None:
         """Apply ``config`` as the whole new config, or raise and change nothing.
 
-        Returns once every newly added model has an AVAILABLE version (or has settled without one; TF
-        Serving would wait forever there).
+        Returns once every newly added model has an AVAILABLE version, or every one of its versions has
+        ended. A new model that ended without one raises UNKNOWN with TF Serving's message ("servable(s)"
+        at start-up, "model(s)" on a later reload); the config stays applied. A model with no version at
+        all does not hold the reload up (TF Serving would wait for one forever).
         """
         with self._cond:
             validate_config(config, self._config)
@@ -189,6 +224,25 @@ class ModelManager:
                 if remaining is not None and remaining <= 0:
                     break
                 self._cond.wait(remaining if remaining is not None else 1.0)
+            failures = []  # per model that ended without a version: its first failed version
+            for name in sorted(new_names):
+                ended = [
+                    (version, status)
+                    for version, status in sorted(self._status.get(name, {}).items())
+                    if status.state == State.END and status.error_code != grpc.StatusCode.OK
+                ]
+                if not self._serving.get(name) and ended:
+                    failures.append((name, *ended[0]))
+        if failures:
+            listed = "".join(
+                f"{{{{name: {name} version: {version}}} due to error: "
+                f"{status.error_code.name}: {status.error_message}}}, "
+                for name, version, status in failures
+            )
+            what = "servable(s)" if initial else "model(s)"
+            raise ServingError(
+                grpc.StatusCode.UNKNOWN, f"{len(failures)} {what} did not become available: {{{listed}}}"
+            )
 
     def _check_labels(self, new_labels: dict[str, dict[str, int]]) -> None:
         for name, labels in new_labels.items():
@@ -298,18 +352,19 @@ class ModelManager:
         return any(s.state in (State.START, State.LOADING) for s in self._status.get(name, {}).values())
 
     def _reconcile(self, name: str, wanted: dict[int, str]) -> None:
+        """Queue loads of new aspired versions, cancel those no longer aspired, unload the old ones."""
         with self._cond:
             failed = self._failed.setdefault(name, set())
             failed &= set(wanted)  # a version that leaves the aspired set may be retried if it comes back
+            for key, job in list(self._jobs.items()):
+                if key[0] == name and key[1] not in wanted and not job.cancelled:
+                    self._cancel(job)
+            queued = {version for (model, version) in self._jobs if model == name}
             loaded = set(self._serving.get(name, {}))
-            to_load = sorted(set(wanted) - loaded - failed, reverse=True)
-            for version in to_load:
+            for version in sorted(set(wanted) - loaded - failed - queued, reverse=True):
                 self._status.setdefault(name, {})[version] = VersionStatus(State.START)
-        for version in to_load:
-            if self._stop.is_set():
-                return
-            self._load(name, version, wanted[version])
-        with self._cond:
+                self._jobs[name, version] = _LoadJob(name, version, wanted[version])
+            self._cond.notify_all()
             serving = dict(self._serving.get(name, {}))
             unaspired = sorted(set(serving) - set(wanted))
             if not unaspired:
@@ -324,39 +379,84 @@ class ModelManager:
                 self._set_state(name, version, State.END)
                 log.info("Unloaded servable version {name: %s version: %d}", name, version)
 
-    def _load(self, name: str, version: int, path: str) -> None:
-        for attempt in range(1, self._load_attempts + 1):
-            self._set_state(name, version, State.LOADING)
-            started = time.perf_counter()
-            try:
-                servable = Servable(name, version, path, self._tags)
-                if self._warmup is not None:
-                    self._warmup(servable)
-            except Exception as error:
-                self._metrics.add(LOAD_ATTEMPT_COUNT, (path, "fail"))
-                message = f"{type(error).__name__}: {error}".strip()
-                log.warning(
-                    "Loading servable {name: %s version: %d} failed (attempt %d): %s",
-                    name,
-                    version,
-                    attempt,
-                    message,
-                )
-                if attempt < self._load_attempts and not self._stop.wait(self._retry_seconds):
-                    continue
-                self._set_state(name, version, State.END, status_code_of(error), message)
-                with self._cond:
-                    self._failed.setdefault(name, set()).add(version)
-                return
-            self._metrics.add(LOAD_ATTEMPT_COUNT, (path, "success"))
-            self._metrics.add(LOAD_LATENCY, (path,), (time.perf_counter() - started) * 1e6)
-            with self._cond:
-                serving = dict(self._serving.get(name, {}))
-                serving[version] = servable
-                self._publish(name, serving)
-                self._set_state(name, version, State.AVAILABLE)
-            log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+    def _cancel(self, job: _LoadJob) -> None:
+        """Stop retrying a version that is no longer aspired; it ends now unless an attempt is running."""
+        job.cancelled = True
+        log.info("Cancelling load retries of servable version {name: %s version: %d}", job.name, job.version)
+        if not job.running:
+            del self._jobs[job.name, job.version]
+            code, message = job.error or (grpc.StatusCode.OK, "")
+            self._set_state(job.name, job.version, State.END, code, message)
+
+    def _next_job(self) -> _LoadJob | None:
+        """The next load to attempt (highest version first), waiting until one is due; None at stop."""
+        with self._cond:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                idle = [job for job in self._jobs.values() if not job.running]
+                due = [job for job in idle if job.ready_at <= now]
+                if due:
+                    job = max(due, key=lambda j: (j.version, j.name))
+                    job.running = True
+                    return job
+                wait = min((job.ready_at - now for job in idle), default=None)
+                self._cond.wait(wait)
+            return None
+
+    def _load_worker(self) -> None:
+        while (job := self._next_job()) is not None:
+            self._attempt(job)
+
+    def _attempt(self, job: _LoadJob) -> None:
+        name, version, path = job.name, job.version, job.path
+        self._set_state(name, version, State.LOADING)
+        started = time.perf_counter()
+        try:
+            servable = Servable(
+                name, version, path, self._tags, self._session_config, self._method_name_check
+            )
+            if self._warmup is not None:
+                self._warmup(servable)
+        except Exception as error:
+            self._metrics.add(LOAD_ATTEMPT_COUNT, (path, "fail"))
+            self._failed_attempt(job, error)
             return
+        self._metrics.add(LOAD_ATTEMPT_COUNT, (path, "success"))
+        self._metrics.add(LOAD_LATENCY, (path,), (time.perf_counter() - started) * 1e6)
+        with self._cond:
+            del self._jobs[name, version]
+            if job.cancelled:  # loaded after all, but no longer wanted
+                self._set_state(name, version, State.END)
+                return
+            serving = dict(self._serving.get(name, {}))
+            serving[version] = servable
+            self._publish(name, serving)
+            self._set_state(name, version, State.AVAILABLE)
+        log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+        self._wake.set()  # the manager may now unload what this version replaces
+
+    def _failed_attempt(self, job: _LoadJob, error: Exception) -> None:
+        message = error.message if isinstance(error, ServingError) else f"{type(error).__name__}: {error}"
+        job.attempts += 1
+        log.warning(
+            "Loading servable {name: %s version: %d} failed (attempt %d of %d): %s",
+            job.name,
+            job.version,
+            job.attempts,
+            self._load_attempts,
+            message.strip(),
+        )
+        with self._cond:
+            job.running = False
+            job.error = (status_code_of(error), message.strip())
+            if job.cancelled or job.attempts >= self._load_attempts:
+                del self._jobs[job.name, job.version]
+                if not job.cancelled:
+                    self._failed.setdefault(job.name, set()).add(job.version)
+                self._set_state(job.name, job.version, State.END, *job.error)
+            else:
+                job.ready_at = time.monotonic() + self._retry_seconds
+            self._cond.notify_all()
 
     def _publish(self, name: str, serving: dict[int, Servable]) -> None:
         self._serving = {**self._serving, name: serving}
@@ -388,4 +488,8 @@ class ModelManager:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        with self._cond:
+            self._cond.notify_all()
         self._thread.join(timeout=60)
+        for loader in self._loaders:
+            loader.join(timeout=60)

@@ -60,6 +60,13 @@ WARMUP_LATENCY = _Spec(
     "histogram",
     ("model_path",),
 )
+# Beyond TF Serving: warmup requests replayed (records x --num_request_iterations_for_warmup).
+WARMUP_REQUESTS = _Spec(
+    ":tfx_canary:serving:warmup_requests",
+    "Warmup requests replayed at load (each record as many times as the warmup iterations).",
+    "counter",
+    ("model_path",),
+)
 QUEUING_LATENCY = _Spec(
     ":tensorflow:serving:batching_session:queuing_latency",
     "Distribution of wall time spent (in microseconds) in queues.",
@@ -93,6 +100,7 @@ _ALL = (
     LOAD_ATTEMPT_COUNT,
     LOAD_LATENCY,
     WARMUP_LATENCY,
+    WARMUP_REQUESTS,
     QUEUING_LATENCY,
     VERSION_REQUEST_COUNT,
     VERSION_REQUEST_LATENCY,

@@ -127,11 +127,31 @@ def decode_body(body: bytes, headers, limit: int) -> bytes | Response:
     return body
 
 
+# --rest_api_enable_cors_support: the headers TF Serving adds to every REST answer.
+CORS_HEADERS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "POST, GET"),
+    ("Access-Control-Allow-Headers", "Content-Type"),
+)
+
+
 class RestApi:
     """Turns one HTTP request into one response; knows nothing about sockets."""
 
     def __init__(self, server) -> None:
         self._server = server  # serving.server.ModelServer: manager, runner, metrics, options
+        self.cors = server.options.rest_api_enable_cors_support
+
+    def extra_headers(self) -> tuple[tuple[str, str], ...]:
+        """Headers every answer carries besides Content-Type (CORS when enabled)."""
+        return CORS_HEADERS if self.cors else ()
+
+    def preflight(self, method: str, headers) -> Response | None:
+        """With CORS on, an OPTIONS request from an http(s) origin is a preflight: 200, no body."""
+        origin = headers.get("Origin", "")
+        if self.cors and method == "OPTIONS" and origin.startswith(("http://", "https://")):
+            return Response(200, b"", "text/plain")
+        return None
 
     @property
     def scheduler(self):
@@ -230,7 +250,10 @@ class RestApi:
             else:
                 serialized = rest_json.examples_of(request, target.api)
                 count = call.examples = len(serialized)
-                call.signature, call.inputs = inference.example_inputs(servable, signature_name, serialized)
+                method = inference.CLASSIFY_METHOD if target.api == "classify" else inference.REGRESS_METHOD
+                call.signature, call.inputs = inference.example_inputs(
+                    servable, signature_name, serialized, method
+                )
                 if target.api == "classify":
                     call.answer = lambda outputs: _classify_document(outputs, count)
                 else:
@@ -287,6 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, response: Response, close: bool = False) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
+        for name, value in self.rest_server.api.extra_headers():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         if close or self.rest_server.draining:
             self.send_header("Connection", "close")
@@ -306,6 +331,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self.rest_server.enter()
         try:
+            preflight = self.rest_server.api.preflight(self.command, self.headers)
+            if preflight is not None:
+                self._send(preflight)
+                return
             body = self._read_body() if self.command in ("POST", "PUT", "PATCH") else b""
             if isinstance(body, Response):
                 self._send(body, close=True)  # the unread body makes the connection unusable

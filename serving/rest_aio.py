@@ -26,37 +26,12 @@ from concurrent import futures
 import numpy as np
 from aiohttp import web
 
-from serving.batching import DEADLINE_MESSAGE, BatchScheduler, Task
-from serving.errors import deadline_exceeded
+from serving.batching import BatchScheduler, LoopWaiter
 from serving.rest import Inference, Response, RestApi, RestCall, body_length, decode_body
 
 # Bodies up to this size are parsed on the loop thread when batching is on (well under a millisecond);
 # bigger ones go to the pool, so one large request cannot stall every connection.
 LOOP_PARSE_MAX_BYTES = 64 * 1024
-
-
-class _BatchWaker:
-    """Hands finished batch tasks to the event loop: one loop wake-up per batch, not one per request."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._finished: list[tuple[asyncio.Future, Task]] = []
-
-    def finished(self, future: asyncio.Future, task: Task) -> None:
-        """Called on a batch thread for each task of a batch that ran."""
-        with self._lock:
-            wake = not self._finished
-            self._finished.append((future, task))
-        if wake:
-            self._loop.call_soon_threadsafe(self._deliver)
-
-    def _deliver(self) -> None:
-        with self._lock:
-            finished, self._finished = self._finished, []
-        for future, task in finished:
-            if not future.done():  # a request past its deadline has stopped waiting
-                future.set_result(task)
 
 
 class AioRestServer:
@@ -71,7 +46,7 @@ class AioRestServer:
         self._socket = socket.create_server((host, max(port, 0)), backlog=1024, reuse_port=False)
         self.port = self._socket.getsockname()[1]
         self._loop = asyncio.new_event_loop()
-        self._waker = _BatchWaker(self._loop)
+        self._waiter = LoopWaiter(self._loop)
         self._idle: asyncio.Event | None = None
         self._runner: web.ServerRunner | None = None
         self._site: web.SockSite | None = None
@@ -100,7 +75,10 @@ class AioRestServer:
             if request.method in ("POST", "PUT", "PATCH"):
                 body = await self._read_body(request)
             scheduler = self.api.scheduler
-            if isinstance(body, Response):
+            preflight = self.api.preflight(request.method, request.headers)
+            if preflight is not None:
+                response = preflight
+            elif isinstance(body, Response):
                 response, close = body, True  # the unread body makes the connection unusable
             elif (
                 scheduler is not None
@@ -113,7 +91,9 @@ class AioRestServer:
                     self._pool, self.api.handle, request.method, request.raw_path, body
                 )
             answer = web.Response(
-                status=response.status, body=response.body, headers={"Content-Type": response.content_type}
+                status=response.status,
+                body=response.body,
+                headers={"Content-Type": response.content_type, **dict(self.api.extra_headers())},
             )
             if close or self.draining:
                 answer.force_close()
@@ -136,16 +116,7 @@ class AioRestServer:
 
     async def _run_batched(self, scheduler: BatchScheduler, call: Inference) -> dict[str, np.ndarray]:
         remaining = call.deadline - time.perf_counter()
-        if remaining <= 0:
-            raise deadline_exceeded("Deadline exceeded")
-        future = self._loop.create_future()
-        scheduler.submit(call.signature, call.inputs, lambda task: self._waker.finished(future, task))
-        timer = self._loop.call_later(remaining, _expire, future)
-        try:
-            task = await future
-        finally:
-            timer.cancel()
-        return task.result()
+        return await self._waiter.run(scheduler, call.signature, call.inputs, remaining)
 
     async def _read_body(self, request: web.BaseRequest) -> bytes | Response:
         length = body_length(request.headers, self.max_body_bytes)
@@ -175,8 +146,3 @@ class AioRestServer:
             await asyncio.wait_for(self._idle.wait(), grace_seconds)
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-def _expire(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_exception(deadline_exceeded(DEADLINE_MESSAGE))

@@ -15,31 +15,25 @@ import logging
 import os
 import threading
 import time
-from concurrent import futures
-
-import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving import configs, inference
 from serving.batching import BatchScheduler
-from serving.errors import ServingError, deadline_exceeded, invalid_argument
-from serving.grpc_service import ModelService, PredictionService, serialized_examples, tensors_of
+from serving.errors import ServingError, StartupError, deadline_exceeded, invalid_argument
+from serving.grpc_service import serialized_examples, tensors_of
 from serving.manager import ModelManager, Resolved
-from serving.monitoring import WARMUP_LATENCY, ServingMetrics
+from serving.monitoring import WARMUP_LATENCY, WARMUP_REQUESTS, ServingMetrics
 from serving.options import AUTO_PORT, ServerOptions
 from serving.paths import MAX_WARMUP_RECORDS, WARMUP_FILE
 from serving.rest import RestApi, RestServer
 from serving.servable import Servable
-from tfx_canary.errors import CanaryError, ConfigError
+from tfx_canary.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 # Requests in flight at once on the aiohttp carrier: enough that a full batch (64) can wait together.
 REST_POOL_THREADS = 128
 
-
-class StartupError(CanaryError, RuntimeError):
-    """The server could not start; the message says why (TF Serving's wording where it has one)."""
+__all__ = ["ModelServer", "StartupError"]
 
 
 class ModelServer:
@@ -59,6 +53,7 @@ class ModelServer:
                 else None
             )
             self.initial_config = self._read_model_config()
+            self.session_config = self._session_config()
         except ConfigError as error:
             raise StartupError(str(error)) from error
         self.manager: ModelManager | None = None
@@ -66,7 +61,7 @@ class ModelServer:
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
         self._rest = None  # RestServer or AioRestServer
-        self._grpc: grpc.Server | None = None
+        self._grpc = None  # serving.grpc_server.AioGrpcServer
         self._poller: threading.Thread | None = None
         self._stopping = threading.Event()
         self._started = False
@@ -76,24 +71,79 @@ class ModelServer:
             return configs.read_model_server_config(self.options.model_config_file)
         return configs.single_model_config(self.options.model_name, self.options.model_base_path)
 
+    def _session_config(self):
+        """The TensorFlow ConfigProto of --tensorflow_session_config_file, threads from the flags."""
+        options = self.options
+        config = configs.read_session_config(options.tensorflow_session_config_file)
+        intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
+        if intra or inter:
+            config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = intra, inter
+        elif options.tensorflow_session_parallelism:
+            config.intra_op_parallelism_threads = options.tensorflow_session_parallelism
+            config.inter_op_parallelism_threads = options.tensorflow_session_parallelism
+        return config
+
+    def _apply_threads(self) -> None:
+        """The same thread counts for TF2 (eager) models; TensorFlow fixes them once it has run ops."""
+        import tensorflow as tf
+
+        config, threading_config = self.session_config, tf.config.threading
+        for wanted, get, set_ in (
+            (
+                config.intra_op_parallelism_threads,
+                threading_config.get_intra_op_parallelism_threads,
+                threading_config.set_intra_op_parallelism_threads,
+            ),
+            (
+                config.inter_op_parallelism_threads,
+                threading_config.get_inter_op_parallelism_threads,
+                threading_config.set_inter_op_parallelism_threads,
+            ),
+        ):
+            if wanted and get() != wanted:
+                try:
+                    set_(wanted)
+                except RuntimeError:  # TensorFlow already ran ops in this process (in-process servers)
+                    log.warning(
+                        "TensorFlow thread pools are already set up in this process; %d threads apply to "
+                        "TF1 (session) models only",
+                        wanted,
+                    )
+        log.info(
+            "TensorFlow runs ops with %d intra-op and %d inter-op threads (0 = one per core)",
+            threading_config.get_intra_op_parallelism_threads(),
+            threading_config.get_inter_op_parallelism_threads(),
+        )
+
     # ---- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> ModelServer:
-        """Load the initial config (waiting for its models), then open the gRPC and REST ports."""
+        """Load the initial config (waiting for its models), then open the gRPC and REST ports.
+
+        As in TF Serving, the ports open only once every model of the initial config has a version
+        AVAILABLE or has failed; a model that failed (after its load retries) fails the start-up with
+        "N servable(s) did not become available".
+        """
         options = self.options
+        for warning in options.inert_flag_warnings():
+            log.warning(warning)
+        self._apply_threads()
         self.manager = ModelManager(
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
             max_num_load_retries=options.max_num_load_retries,
             load_retry_interval_micros=options.load_retry_interval_micros,
+            num_load_threads=options.num_load_threads,
             saved_model_tags=tuple(t.strip() for t in options.saved_model_tags.split(",") if t.strip()),
+            session_config=self.session_config,
+            method_name_check=options.enable_signature_method_name_check,
             metrics=self.metrics,
             warmup=self._warm_up if options.enable_model_warmup else None,
         )
         if self.batching is not None:
             self.scheduler = BatchScheduler(self.batching, self.metrics)
         try:
-            self.manager.reload(self.initial_config)
+            self.manager.reload(self.initial_config, initial=True)
             self._start_grpc()
             self._start_rest()
         except ServingError as error:
@@ -109,30 +159,16 @@ class ModelServer:
         return self
 
     def _start_grpc(self) -> None:
+        from serving.grpc_server import AioGrpcServer
+
         options = self.options
         if options.port == 0 and not options.grpc_socket_path:
             return
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=max(16, 4 * (os.cpu_count() or 1)), thread_name_prefix="grpc"
-            ),
-            options=[
-                ("grpc.max_send_message_length", 2**31 - 1),
-                ("grpc.max_receive_message_length", 2**31 - 1),
-            ],
-        )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self), self._grpc
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self), self._grpc)
-        if options.port != 0:
-            self.grpc_port = self._grpc.add_insecure_port(f"{options.host}:{max(options.port, 0)}")
-            if self.grpc_port == 0:
-                raise StartupError(f"Failed to bind gRPC to {options.host}:{options.port}")
-        if options.grpc_socket_path:
-            self._grpc.add_insecure_port(f"unix:{options.grpc_socket_path}")
-        self._grpc.start()
+        self._grpc = AioGrpcServer(self)
+        self.grpc_port = self._grpc.start()
         log.info("Running gRPC ModelServer at %s:%s ...", options.host, self.grpc_port)
+        if options.grpc_socket_path:
+            log.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
 
     def _start_rest(self) -> None:
         options = self.options
@@ -160,7 +196,7 @@ class ModelServer:
         )
         rest_done.start()
         if self._grpc is not None:
-            self._grpc.stop(grace_seconds).wait()
+            self._grpc.stop(grace_seconds)
         rest_done.join()
         if self.scheduler is not None:
             self.scheduler.stop()
@@ -242,15 +278,18 @@ class ModelServer:
     # ---- warmup -------------------------------------------------------------------------------------
 
     def _warm_up(self, servable: Servable) -> None:
-        """Replay ``assets.extra/tf_serving_warmup_requests`` (PredictionLogs); a failure fails the load."""
+        """Replay ``assets.extra/tf_serving_warmup_requests`` (PredictionLogs); a failure fails the load.
+
+        Each record is replayed ``--num_request_iterations_for_warmup`` times (once when 0).
+        """
         import tensorflow as tf
         from tensorflow_serving.apis import prediction_log_pb2
 
         path = os.path.join(servable.path, WARMUP_FILE)
         if not tf.io.gfile.exists(path):
             return
+        iterations = max(1, self.options.num_request_iterations_for_warmup)
         started = time.perf_counter()
-        run = inference.direct_run
         count = 0
         for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS + 1):
             count += 1
@@ -259,25 +298,33 @@ class ModelServer:
                     f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
                 )
             log_record = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            kind = log_record.WhichOneof("log_type")
-            if kind == "predict_log":
-                request = log_record.predict_log.request
-                inference.predict(servable, request.model_spec.signature_name, tensors_of(request), run)
-            elif kind == "classify_log":
-                request = log_record.classify_log.request
-                inference.classify(
-                    servable, request.model_spec.signature_name, serialized_examples(request.input), run
-                )
-            elif kind == "regress_log":
-                request = log_record.regress_log.request
-                inference.regress(
-                    servable, request.model_spec.signature_name, serialized_examples(request.input), run
-                )
-            else:
-                raise invalid_argument(f"Unsupported log_type for warmup: {kind}")
+            for _ in range(iterations):
+                _replay(servable, log_record)
         self.metrics.observe(WARMUP_LATENCY, (servable.path,), (time.perf_counter() - started) * 1e6)
+        self.metrics.add(WARMUP_REQUESTS, (servable.path,), count * iterations)
         log.info(
             "Finished reading warmup data for model at %s. Number of warmup records read: %d.",
             servable.path,
             count,
         )
+
+
+def _replay(servable: Servable, log_record) -> None:
+    """One warmup request, run directly on the servable (never batched), as TF Serving's warmup does."""
+    run = inference.direct_run
+    kind = log_record.WhichOneof("log_type")
+    if kind == "predict_log":
+        request = log_record.predict_log.request
+        inference.predict(servable, request.model_spec.signature_name, tensors_of(request), run)
+    elif kind == "classify_log":
+        request = log_record.classify_log.request
+        inference.classify(
+            servable, request.model_spec.signature_name, serialized_examples(request.input), run
+        )
+    elif kind == "regress_log":
+        request = log_record.regress_log.request
+        inference.regress(
+            servable, request.model_spec.signature_name, serialized_examples(request.input), run
+        )
+    else:
+        raise invalid_argument(f"Unsupported log_type for warmup: {kind}")

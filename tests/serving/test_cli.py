@@ -52,7 +52,11 @@ def test_flags_use_tf_serving_names_forms_and_defaults():
         (["--model_base_path=/m", "--port=abc"], "Couldn't interpret value abc for flag port."),
         (["--model_base_path=/m", "--port=0"], "grpc_socket_path is empty"),
         (["--model_base_path=/m", "--port=8500", "--rest_api_port=8500"], "cannot be the same"),
-        (["--model_config_file=/no/such/models.config"], "no such file"),
+        # TF Serving's exact start-up failure for a missing config file (issue 14, fault 7).
+        (
+            ["--model_config_file=/no/such/models.config"],
+            "Failed to start server. Error: NOT_FOUND: /no/such/models.config; No such file or directory",
+        ),
     ],
 )
 def test_bad_flags_fail_with_a_clear_message(argv, message):

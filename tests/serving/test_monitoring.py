@@ -8,6 +8,7 @@ import pytest
 
 from fixtures import models as fixture_models
 from serving.configs import ConfigError, read_monitoring_config
+from serving.errors import ServingError
 from serving.monitoring import WARMUP_LATENCY
 from tests.serving.conftest import http_request, start_server
 
@@ -103,8 +104,18 @@ def test_a_failing_warmup_request_fails_the_load(tmp_path, half_plus_versions):
     fixture_models.write_warmup_requests(
         base / ".1", [fixture_models.predict_warmup_log([1.0], signature_name="nope")]
     )
-    (base / ".1").rename(base / "1")
+    # The version arrives after start-up: a model that fails at start-up fails the start (TF Serving's
+    # "servable(s) did not become available", tests/serving/test_load_threads.py).
     with start_server(model_name="m", model_base_path=str(base)) as server:
+        (base / ".1").rename(base / "1")
+        assert server.manager.wait_until(lambda: _ended(server, "m"), timeout=30)
         (entry,) = http_request(server.rest_port, "GET", "/v1/models/m")[2]["model_version_status"]
     assert entry["state"] == "END"
     assert 'Serving signature key "nope" not found' in entry["status"]["error_message"]
+
+
+def _ended(server, model: str) -> bool:
+    try:
+        return server.manager.status(model).model_version_status[0].state == 50  # END
+    except ServingError:  # no version seen yet
+        return False
