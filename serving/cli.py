@@ -53,23 +53,22 @@ def print_version() -> None:
     """``--version``: main.cc's two lines (the serving API this server implements, and TensorFlow)."""
     from importlib import metadata
 
-    import tensorflow as tf
-
     print(
         f"TensorFlow ModelServer: {metadata.version('tensorflow-serving-api')} "
         f"(tfx-canary {metadata.version('tfx-canary')} embedded model server)"
     )
-    print(f"TensorFlow Library: {tf.__version__}")
+    print(f"TensorFlow Library: {metadata.version('tensorflow')}")  # no TF import: answers at once
 
 
 def serve(args: argparse.Namespace) -> int:
     from serving.options import options_from_args
-    from serving.server import ModelServer
 
     if getattr(args, "version", False):
         print_version()
         return 0
-    options = options_from_args(args)  # FlagError: a usage error (exit 2)
+    options = options_from_args(args)  # FlagError: a usage error (exit 2), before TensorFlow is imported
+    from serving.server import ModelServer
+
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     server = ModelServer(options)
     server.start()  # StartupError: exit 1, with TF Serving's message

@@ -48,7 +48,11 @@ def test_a_model_server_that_cannot_start_says_why_and_is_gone(tmp_path):
     server = ModelServerProcess(tmp_path / "missing.config", tmp_path / "server.log")
     with pytest.raises(ServerStartError, match="the model server exited") as raised:
         server.start()
-    assert "missing.config: no such file" in str(raised.value)
+    # TF Serving's own start-up failure for a missing config file (issue 14, fault 7).
+    missing = tmp_path / "missing.config"
+    assert f"Failed to start server. Error: NOT_FOUND: {missing}; No such file or directory" in str(
+        raised.value
+    )
     assert server.process.returncode is not None
 
 
