@@ -11,15 +11,22 @@ The model is the pipeline's real taxi classifier (tf.Transform graph + Keras, bu
 ``fixtures.taxi``), called through ``serving_raw`` with one trip per request (JSON ``instances`` over
 REST and Flask, TensorProtos over gRPC). Each server runs in its own process.
 
-Load generator: every HTTP case (REST, REST+batch, Flask) is driven by ``wrk`` (C, one epoll thread, N
-keep-alive connections = concurrency) through ``benchmarks/wrk_fixed_count.lua``, which stops after a fixed
-request count and reports p50/p99 from wrk's latency histogram; it costs the servers far less CPU than
-Python client threads on the same cores. gRPC cannot go through wrk, so the gRPC rows (and the in-process
-limit) use the Python closed loop (one thread per client); the ``gen`` column says which generator made
-each row. Without ``wrk`` on PATH (``apt-get install wrk``) every row uses the Python generator, and the
-script says so. Prints QPS, p50 and p99 per mode and concurrency, and the ratios the issue sets targets for.
+Load generators (C, one epoll thread, N connections = concurrency; they cost the servers far less CPU
+than Python client threads on the same two cores):
 
-    flock /tmp/bench.lock .venv/bin/python benchmarks/serving_bench.py --requests 1000
+- every HTTP case (REST, REST+batch, Flask) is driven by ``wrk`` through ``benchmarks/wrk_fixed_count.lua``,
+  which stops after a fixed request count and reports p50/p99 from wrk's latency histogram;
+- the gRPC cases by ``h2load`` (Debian's ``nghttp2-client``): the same serialized PredictRequest in gRPC
+  framing, ``-m 1`` (one call in flight per connection, like wrk), latencies from its per-request log.
+  h2load sees HTTP 200 for every gRPC answer, so errors are counted from the server's own
+  ``:tensorflow:serving:request_count`` (status != OK) before and after each run.
+
+A missing generator is installed with ``apt-get install -y`` (``wrk``, ``nghttp2-client``) when this runs
+as root; otherwise those rows fall back to the Python closed loop (one thread per client) and the script
+says so; the ``gen`` column says which generator made each row. The in-process limit always uses Python.
+Prints QPS, p50 and p99 per mode and concurrency, and the ratios the issues set targets for.
+
+    flock /tmp/heavy.lock .venv/bin/python benchmarks/serving_bench.py --requests 2000
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ MODEL = "taxi_tips"
 SIGNATURE = "serving_raw"  # named raw features in plain JSON: what a REST client of the pushed model sends
 ROWS = 40  # distinct taxi trips cycled through by the clients
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_fixed_count.lua"
+MONITORING = 'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'
+_OK_COUNT = re.compile(
+    r':tensorflow:serving:request_count\{model_name="taxi_tips",status="(\w+)"\} ([\d.e+]+)'
+)
 _WRK_RESULT = re.compile(r"RESULT requests=(\d+) seconds=([\d.]+) p50_us=(\d+) p99_us=(\d+) errors=(\d+)")
 
 
@@ -95,8 +106,21 @@ def _env() -> dict:
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
 
 
+def ensure_tool(binary: str, package: str) -> bool:
+    """Whether ``binary`` is on PATH, installing Debian's ``package`` first when it is not (as root)."""
+    if shutil.which(binary):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"{binary} not found: apt-get install -y {package} ...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", package], check=False, capture_output=True)
+        if not shutil.which(binary):
+            subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "-q", package], check=False, capture_output=True)
+    return shutil.which(binary) is not None
+
+
 def start_model_server(
-    config: Path, batching_file: Path | None, rest_server: str
+    config: Path, batching_file: Path | None, rest_server: str, monitoring: Path
 ) -> tuple[subprocess.Popen, int, int]:
     flags = [
         f"--model_config_file={config}",
@@ -104,6 +128,7 @@ def start_model_server(
         "--rest_api_port=-1",
         "--enable_model_warmup=false",
         f"--rest_api_server={rest_server}",
+        f"--monitoring_config_file={monitoring}",
     ]
     if batching_file:
         flags += ["--enable_batching=true", f"--batching_parameters_file={batching_file}"]
@@ -210,23 +235,91 @@ def rest_client(port: int, path: str, bodies: list[str]):
     return call
 
 
-def grpc_client(port: int, columns: dict[str, list]):
-    import grpc
+def request_counts(rest_port: int) -> dict[str, float]:
+    """The model server's ``:tensorflow:serving:request_count`` for the taxi model, by status."""
+    connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=30)
+    connection.request("GET", "/monitoring/prometheus/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    return {status: float(value) for status, value in _OK_COUNT.findall(text)}
+
+
+class GrpcTarget:
+    """A gRPC case: h2load drives it when installed, else ``grpc_client`` in the Python closed loop."""
+
+    def __init__(self, port: int, rest_port: int, columns: dict[str, list]) -> None:
+        self.port, self.rest_port, self.columns = port, rest_port, columns
+
+    def python_call(self):
+        return grpc_client(self.port, self.columns)
+
+
+def grpc_frame(columns: dict[str, list]) -> bytes:
+    """One taxi trip's PredictRequest in gRPC's wire framing (uncompressed flag + 4-byte length)."""
+    request = predict_requests(columns)[0]
+    payload = request.SerializeToString()
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
+def h2load_run(target: GrpcTarget, frame_file: Path, concurrency: int, requests: int, workdir: Path) -> dict:
+    """One h2load closed-loop run: ``requests`` Predict calls over ``concurrency`` connections, one each."""
+    log_file = workdir / "h2load.log"
+    before = request_counts(target.rest_port)
+    command = [
+        "h2load",
+        f"-n{requests}",
+        f"-c{concurrency}",
+        "-m1",
+        "-t1",
+        "-d",
+        str(frame_file),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        f"--log-file={log_file}",
+        f"http://127.0.0.1:{target.port}/tensorflow.serving.PredictionService/Predict",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    match = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", done.stdout)
+    if done.returncode != 0 or not match:
+        raise RuntimeError(f"h2load failed ({done.returncode}): {done.stdout[-400:]} {done.stderr[-400:]}")
+    after = request_counts(target.rest_port)
+    latencies = sorted(int(line.split("\t")[2]) / 1000 for line in log_file.read_text().splitlines() if line)
+    ok = after.get("OK", 0) - before.get("OK", 0)
+    failed = sum(after.values()) - sum(before.values()) - ok
+    answered = sum(1 for line in log_file.read_text().splitlines() if line.split("\t")[1] == "200")
+    return {
+        "qps": float(match[3]),
+        "p50": statistics.median(latencies),
+        "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "errors": int(failed + (requests - answered)),
+    }
+
+
+def predict_requests(columns: dict[str, list]) -> list:
     import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import predict_pb2
 
     from models import features
 
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
     requests = []
     for i in range(ROWS):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = MODEL
         request.model_spec.signature_name = SIGNATURE
         for key, values in columns.items():
-            proto = tf.make_tensor_proto([values[i]], dtype=features.raw_dtype(key))
-            request.inputs[key].CopyFrom(proto)
+            request.inputs[key].CopyFrom(tf.make_tensor_proto([values[i]], dtype=features.raw_dtype(key)))
         requests.append(request)
+    return requests
+
+
+def grpc_client(port: int, columns: dict[str, list]):
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    requests = predict_requests(columns)
 
     def call(i: int) -> None:
         stub.Predict(requests[i % ROWS], 60)
@@ -317,6 +410,8 @@ def main() -> int:
     from fixtures.contract import write_model_config
 
     config = write_model_config(workdir / "models.config", {MODEL: {"base_path": workdir / MODEL}})
+    monitoring = workdir / "monitoring.config"
+    monitoring.write_text(MONITORING)
     batching = workdir / "batching.txt"
     batching.write_text(
         "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 0 }\n"
@@ -329,7 +424,7 @@ def main() -> int:
         for rest_server in args.rest_servers.split(","):
             for batched in (False, True):
                 process, rest, grpc_port = start_model_server(
-                    config, batching if batched else None, rest_server
+                    config, batching if batched else None, rest_server, monitoring
                 )
                 processes.append(process)
                 servers[rest_server, batched] = (rest, grpc_port)
@@ -344,12 +439,17 @@ def main() -> int:
         for (rest_server, batched), (rest, _grpc) in servers.items():
             name = f"rest-{rest_server}"
             modes[name + ("+batch" if batched else "")] = HttpTarget(rest, path, bodies)
-        modes["grpc"] = grpc_client(servers[first, False][1], columns)
-        modes["grpc+batch"] = grpc_client(servers[first, True][1], columns)
+        plain_rest, plain_grpc = servers[first, False]
+        batched_rest, batched_grpc = servers[first, True]
+        modes["grpc"] = GrpcTarget(plain_grpc, plain_rest, columns)
+        modes["grpc+batch"] = GrpcTarget(batched_grpc, batched_rest, columns)
+        frame_file = workdir / "predict.grpc"
+        frame_file.write_bytes(grpc_frame(columns))
         modes["flask"] = HttpTarget(flask_port, "/predict", bodies)
-        use_wrk = shutil.which("wrk") is not None and not args.python_generator
-        if not use_wrk and not args.python_generator:
-            print("wrk not found on PATH (apt-get install wrk): every row uses the Python load generator.")
+        use_wrk = not args.python_generator and ensure_tool("wrk", "wrk")
+        use_h2load = not args.python_generator and ensure_tool("h2load", "nghttp2-client")
+        if not args.python_generator and not (use_wrk and use_h2load):
+            print("wrk or h2load missing and not installable: those rows use the Python load generator.")
         results: dict[tuple[str, int], dict] = {}
         for concurrency in levels:
             for mode, case in modes.items():
@@ -358,8 +458,12 @@ def main() -> int:
                     wrk_run(case, bodies_file, concurrency, max(20, 2 * concurrency))  # warm-up
                     result = wrk_run(case, bodies_file, concurrency, args.requests)
                     result["generator"] = "wrk"
+                elif isinstance(case, GrpcTarget) and use_h2load:
+                    h2load_run(case, frame_file, concurrency, max(20, 2 * concurrency), workdir)  # warm-up
+                    result = h2load_run(case, frame_file, concurrency, args.requests, workdir)
+                    result["generator"] = "h2load"
                 else:
-                    call = case.python_call() if isinstance(case, HttpTarget) else case
+                    call = case.python_call() if isinstance(case, (HttpTarget, GrpcTarget)) else case
                     result = closed_loop(call, concurrency, args.requests)
                     result["generator"] = "python"
                 results[mode, concurrency] = result
@@ -378,7 +482,10 @@ def main() -> int:
             f"{mode:<17} {r['generator']:<6} {concurrency:>4} {r['qps']:>8.0f} {r['p50']:>8.2f} "
             f"{r['p99']:>8.2f} {r['p99'] / r['p50']:>7.1f} {r['errors']:>6}"
         )
-    print("gen: wrk = C load generator (benchmarks/wrk_fixed_count.lua); python = Python client threads.")
+    print(
+        "gen: wrk / h2load = C load generators (benchmarks/wrk_fixed_count.lua; h2load -m1); "
+        "python = Python client threads."
+    )
     top = max(levels)
     print()
     batch_modes = [m for m, c in results if c == top and m.endswith("+batch")]
@@ -389,6 +496,10 @@ def main() -> int:
         for mode in [m for m, c in results if c == 1 and m.startswith("rest")]:
             overhead = results[mode, 1]["p50"] - results["in-process", 1]["p50"]
             print(f"{mode} overhead over in-process at concurrency 1, p50: {overhead:.2f} ms (target < 1 ms)")
+    rest_batch = next((m for m, c in results if c == top and m.startswith("rest-aiohttp+batch")), None)
+    if rest_batch and ("grpc+batch", top) in results:
+        ratio = results["grpc+batch", top]["qps"] / results[rest_batch, top]["qps"]
+        print(f"grpc+batch / {rest_batch} throughput at concurrency {top}: {ratio:.2f}x (target >= 1.0)")
     for mode in [m for m, c in results if c == top and m not in ("in-process", "flask")]:
         r = results[mode, top]
         print(f"{mode} p99/p50 at concurrency {top}: {r['p99'] / r['p50']:.1f} (target < 3)")
