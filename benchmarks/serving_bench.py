@@ -264,6 +264,7 @@ def grpc_frame(columns: dict[str, list]) -> bytes:
 def h2load_run(target: GrpcTarget, frame_file: Path, concurrency: int, requests: int, workdir: Path) -> dict:
     """One h2load closed-loop run: ``requests`` Predict calls over ``concurrency`` connections, one each."""
     log_file = workdir / "h2load.log"
+    log_file.unlink(missing_ok=True)  # h2load appends to an existing log
     before = request_counts(target.rest_port)
     command = [
         "h2load",
