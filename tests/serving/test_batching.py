@@ -275,3 +275,40 @@ def test_batched_calls_without_a_deadline_wait_for_their_batch(tmp_path, contrac
             server.rest_port, "POST", "/v1/models/half_plus:predict", {"instances": [2.0]}
         )
         assert (status, body) == (200, {"predictions": [4.0]})
+
+
+def test_batched_grpc_waits_on_the_event_loop_and_keeps_its_deadline(tmp_path, contract_root):
+    """Batched gRPC calls queue on the REST batch scheduler from grpc.aio's loop: eight calls through a
+    one-thread pool still run as one batch, and a call past its deadline ends DEADLINE_EXCEEDED, counted
+    in the metrics as REST's would be."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from serving.monitoring import REQUEST_COUNT
+
+    batching = _batching_file(tmp_path, max_batch_size=8, batch_timeout_micros=1_500_000, num_batch_threads=1)
+    with _batching_server(contract_root, batching, grpc_max_threads=1) as server:
+        servable = server.manager.resolve("half_plus", 1, None).servable
+        recorder = _Recorder(servable.signatures["serving_default"])
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        )
+
+        def call(x: float, timeout: float = 30):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "half_plus"
+            request.model_spec.version.value = 1
+            request.inputs["x"].CopyFrom(tf.make_tensor_proto([x], dtype=tf.float32))
+            return tf.make_ndarray(stub.Predict(request, timeout=timeout).outputs["y"]).tolist()
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(call, [float(i) for i in range(8)]))
+        assert answers == [[0.5 * i + 2.0] for i in range(8)]
+        assert recorder.batch_sizes == [8]  # one thread in the pool, yet all eight waited together
+        with pytest.raises(grpc.RpcError) as raised:
+            call(1.0, timeout=0.3)  # alone in a batch that closes after 1.5 s
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert server.manager.wait_until(
+            lambda: server.metrics.value(REQUEST_COUNT, ("half_plus", "DEADLINE_EXCEEDED")) == 1, timeout=10
+        )
