@@ -65,6 +65,7 @@ _RECORD_FIELDS = (
     "shadow_fraction",
     "step",
     "verdict",
+    "hold_reason",
 )
 # TF's checkpoint index is an SSTable; its footer ends with this magic number (table/format.h).
 _TABLE_MAGIC = struct.pack("<Q", 0xDB4775248B80FB57)

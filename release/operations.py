@@ -189,10 +189,11 @@ def set_traffic(
     verdict: str = "",
     metrics: dict | None = None,
     analysis: dict | None = None,
+    hold_reason: str = "",
 ) -> Update:
     return commit(
         target,
-        lambda s: sm.set_traffic(s, canary_weight, shadow_fraction, step, verdict),
+        lambda s: sm.set_traffic(s, canary_weight, shadow_fraction, step, verdict, hold_reason),
         "traffic",
         reason,
         metrics,

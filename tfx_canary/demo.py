@@ -290,9 +290,7 @@ def _rollout(target, router_port: int, config, args: argparse.Namespace, plan) -
     criteria = Criteria(
         min_requests=max(10, int(args.rps * min(s.duration_s for s in plan) / 8)), p99_slack_s=0.05
     )
-    controller = RolloutController(
-        target, f"http://127.0.0.1:{router_port}{METRICS_PATH}", plan, criteria, settle_s=1.0
-    )
+    controller = RolloutController(target, f"http://127.0.0.1:{router_port}{METRICS_PATH}", plan, criteria)
     with SteadyLoad(
         router_port, target.model, threads=2, rate=args.rps / 2, max_seconds=longest, bodies=bodies
     ) as load:
