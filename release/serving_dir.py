@@ -23,13 +23,20 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
-from serving.paths import DEFAULT_PROMETHEUS_PATH, SAVED_MODEL_FILE, WARMUP_FILE, version_of
+from serving.paths import (
+    DEFAULT_PROMETHEUS_PATH,
+    MAX_WARMUP_RECORDS,
+    SAVED_MODEL_FILE,
+    WARMUP_FILE,
+    version_of,
+)
 from tfx_canary.home import is_uri, join
 
 __all__ = [
     "BATCHING_NAME",
     "CONFIG_NAME",
     "LOCK_NAME",
+    "MAX_WARMUP_RECORDS",
     "METRICS_PATH",
     "MLMD_UUID_FILE",
     "MONITORING_NAME",

@@ -112,6 +112,7 @@ def _criteria(args: argparse.Namespace):
         min_requests=args.min_requests,
         max_error_rate_increase=args.max_error_rate_increase,
         max_p99_ratio=args.max_p99_ratio,
+        p99_slack_s=args.p99_slack_ms / 1000,
         max_divergence=args.max_divergence,
     )
 
@@ -122,7 +123,10 @@ def _add_criteria(parser: argparse.ArgumentParser) -> None:
         "--min-requests", type=int, default=100, help="per side and window; fewer is inconclusive"
     )
     parser.add_argument("--max-error-rate-increase", type=float, default=0.01)
-    parser.add_argument("--max-p99-ratio", type=float, default=1.5)
+    parser.add_argument("--max-p99-ratio", type=float, default=1.5, help="canary p99 / stable p99 allowed")
+    parser.add_argument(
+        "--p99-slack-ms", type=float, default=5.0, help="or this many ms slower, whichever is more lenient"
+    )
     parser.add_argument("--max-divergence", type=float, default=0.2)
     parser.add_argument(
         "--retain", type=float, default=3600.0, help="rollback window after promotion, seconds"

@@ -9,7 +9,7 @@ folder and re-pushes a cached model under a new timestamp on every re-run):
   ``push_reason`` saying which version already holds it;
 - the published copy carries ``assets.extra/mlmd_uuid`` (MLMD model id + pipeline run id, so serving
   metrics can be joined to MLMD) and ``assets.extra/tf_serving_warmup_requests`` (real eval
-  examples as ``PredictRequest``s on ``serving_default``, replayed by TF Serving at load).
+  examples as ``PredictRequest``s on every signature, replayed by TF Serving at load).
 
 The output ``PushedModel`` has the stock custom properties ``pushed``, ``pushed_version`` and
 ``pushed_destination``, so downstream components read it like the stock Pusher's output.
@@ -61,7 +61,7 @@ class SafePusherExecutor(pusher_executor.Executor):
         count = int(exec_properties.get("warmup_examples") or 0)
         if count and input_dict.get("examples"):
             examples = artifact_utils.get_single_instance(input_dict["examples"])
-            extra[WARMUP_FILE] = warmup_records(examples.uri, count)
+            extra[WARMUP_FILE] = warmup_records(examples.uri, count, model_dir=source)
         version = publish.publish_model(source, base_dir, extra_files=extra)
         destination = tf.io.gfile.join(base_dir, str(version))
         pushed_model.set_int_custom_property("pushed", 1)

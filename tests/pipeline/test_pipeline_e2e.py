@@ -131,10 +131,17 @@ def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
         prediction_log_pb2.PredictionLog.FromString(r.numpy())
         for r in tf.data.TFRecordDataset(str(version_dir / "assets.extra" / "tf_serving_warmup_requests"))
     ]
-    assert len(warmup) == config.warmup_examples
-    request = warmup[0].predict_log.request
-    assert request.model_spec.signature_name == "serving_default"
+    by_signature = {}
+    for record in warmup:
+        by_signature.setdefault(record.predict_log.request.model_spec.signature_name, []).append(record)
+    assert set(by_signature) == set(pushed.signatures)  # every signature is warmed up, not only the default
+    assert all(len(records) == config.warmup_examples for records in by_signature.values())
+    request = by_signature["serving_default"][0].predict_log.request
+    assert warmup[0].predict_log.request.model_spec.signature_name == "serving_default"
     replayed = pushed.signatures["serving_default"](examples=tf.make_ndarray(request.inputs["examples"]))
+    assert replayed["scores"].shape == (1, 2)
+    raw = by_signature["serving_raw"][0].predict_log.request  # the examples' features as named tensors
+    replayed = pushed.signatures["serving_raw"](**{k: tf.make_ndarray(v) for k, v in raw.inputs.items()})
     assert replayed["scores"].shape == (1, 2)
 
 
