@@ -11,6 +11,7 @@ import time
 import pytest
 
 from release import config_store, object_store
+from release.lease import Lease
 from release.object_store import GcsLock, GcsObject, PreconditionLost
 from tests.release.fake_gcs import FakeStorage
 
@@ -101,3 +102,17 @@ def test_a_live_lock_makes_others_wait_then_time_out_clearly(gcs):
         pytest.raises(config_store.LockTimeout, match="held for over 0 s"),
     ):
         waiting.__enter__()
+
+
+def test_one_controller_holds_a_model_lease_on_gcs_until_it_lets_go_or_dies(gcs):
+    first = Lease(ROOT, "m", "controller:a", ttl_s=0.6)
+    second = Lease(ROOT, "m", "controller:b", ttl_s=0.6)
+    assert first.acquire() and not second.acquire()
+    time.sleep(1.0)  # longer than the ttl: the holder's renewals keep it
+    assert not second.acquire() and second.current_holder() == "controller:a"
+    first._impl._stop.set()  # the holder dies: no more renewals
+    first._impl._renewer.join()
+    time.sleep(0.7)
+    assert second.acquire() and second.current_holder() == "controller:b"
+    second.release()
+    assert GcsObject(f"{ROOT}/.release/m.lease").read() == (None, 0)
