@@ -1,11 +1,10 @@
-"""BackfillSpans' logic: a first run's older spans ingested, summarized and validated in ONE Beam pass.
+"""The span ingest's Beam work: many spans ingested, summarized and validated in ONE Beam pass.
 
 Per span it produces exactly what CsvExampleGen → StatisticsGen → ExampleValidator would: the same
 tf.Examples in the same hash splits (TFX's own CSV reader, per-span column type inference and partition
-function), TFDV statistics per split, and an ExampleAnomalies artifact with the per-split ``blessed``
-flags. One Examples / ExampleStatistics / ExampleAnomalies artifact per span, each carrying its ``span``.
+function), TFDV statistics per split, and anomalies with a per-split ``blessed`` flag.
 
-Why not one pinned CsvExampleGen + StatisticsGen + ExampleValidator per span: Beam's cost per transform
+Why not one CsvExampleGen + StatisticsGen + ExampleValidator per span: Beam's cost per transform
 (graph construction, bundle set-up) dwarfs the data in a span of a few hundred rows; measured on this
 2-core machine, 15 older spans took ~107 s that way. Here the number of Beam transforms does not grow
 with the number of spans: one read, one type-inference combine, one write and one statistics pass keyed
