@@ -73,6 +73,7 @@ _RECORD_FIELDS = (
     "step",
     "verdict",
     "hold_reason",
+    "registry",
 )
 # TF's checkpoint index is an SSTable; its footer ends with this magic number (table/format.h).
 _TABLE_MAGIC = struct.pack("<Q", 0xDB4775248B80FB57)
@@ -173,6 +174,8 @@ def state_from(config: model_server_config_pb2.ModelServerConfig, record: dict, 
     fields = {k: record[k] for k in _RECORD_FIELDS if k in record}
     if "rejected" in fields:
         fields["rejected"] = tuple(sorted(int(v) for v in fields["rejected"]))
+    if "registry" in fields:
+        fields["registry"] = tuple(sorted((str(k), str(v)) for k, v in (fields["registry"] or {}).items()))
     return make_state(model, versions, labels, **fields)
 
 
@@ -199,6 +202,9 @@ def apply_state(
 def record_of(state: ReleaseState) -> dict:
     record = {k: getattr(state, k) for k in _RECORD_FIELDS}
     record["rejected"] = list(state.rejected)
+    del record["registry"]
+    if state.registry:  # only a registry-mirrored model's record names one
+        record["registry"] = dict(state.registry)
     return record
 
 

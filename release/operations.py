@@ -24,7 +24,15 @@ from release.config_store import (
     update_release,
     verify_version,
 )
+from release.model_registry import (
+    RegistryBinding,
+    RegistryClient,
+    RegistryError,
+    mirror_labels,
+    register_version,
+)
 from release.server_client import ServerClient
+from release.serving_dir import join
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,8 @@ class Target:
     # a pipeline run released) and properties for the config artifacts
     input_ids: tuple[int, ...] = ()
     extra_properties: dict = field(default_factory=dict)
+    # the Model Registry client for a model whose record names a registry (None: Vertex itself)
+    registry: RegistryClient | None = None
 
     def read(self) -> Snapshot:
         return read_release(self.serving_root, self.model, self.base_path)
@@ -98,7 +108,37 @@ def commit(
         if target.audit is not None:
             _record(target.audit, update.before, update.after, journal)
             clear_pending(target.serving_root, target.model, state.generation)
+        if state.registry and (
+            state.label_map != update.before.state.label_map or state.registry != update.before.state.registry
+        ):
+            _mirror_registry(target, state)
     return update
+
+
+def _registry_client(target: Target) -> RegistryClient:
+    if target.registry is None:
+        from release.model_registry import VertexRegistry
+
+        target.registry = VertexRegistry()
+    return target.registry
+
+
+def _mirror_registry(target: Target, state: sm.ReleaseState) -> None:
+    """Move the registry's aliases to the labels just written. The serving config is the truth: a
+    registry that cannot be reached is reported and catches up at the next label change."""
+    binding = RegistryBinding.from_dict(dict(state.registry))
+    try:
+        sent = mirror_labels(_registry_client(target), binding, state.label_map)
+    except RegistryError as error:
+        log.warning("%s: the model registry aliases were not moved: %s", target.model, error)
+        return
+    if sent:
+        log.info(
+            "%s: model registry %s aliases now follow labels %s",
+            target.model,
+            binding.model_id,
+            state.label_map,
+        )
 
 
 def reconcile(target: Target) -> None:
@@ -154,14 +194,32 @@ def wait_applied(target: Target, update: Update) -> None:
         target.server.wait_labels(target.model, update.after.state.label_map, target.label_timeout_s)
 
 
-def publish(target: Target, version: int, reason: str = "pushed by the pipeline") -> list[Update]:
+def publish(
+    target: Target,
+    version: int,
+    reason: str = "pushed by the pipeline",
+    registry: RegistryBinding | None = None,
+) -> list[Update]:
     """Phase 1, then (if a server is reachable) wait until AVAILABLE and phase 2.
 
     If the server is unreachable, phase 1 stays and the rollout controller finishes phase 2. If the
     version fails to load or the wait times out, phase 1 is undone so the serving state is as before.
+    With ``registry``, the version (and the labelled ones, if the registry is new to this model) is
+    uploaded to the Model Registry first, and the record names the registry from then on.
     """
-    verify_version(target.read().base_path, version)
-    first = commit(target, lambda s: sm.add_candidate(s, version), "phase1", reason)
+    snapshot = target.read()
+    verify_version(snapshot.base_path, version)
+    if registry is not None:
+        client = _registry_client(target)
+        for labelled in sorted({version, *snapshot.state.label_map.values()}):
+            register_version(client, registry, join(snapshot.base_path, str(labelled)), labelled)
+
+    def change(state: sm.ReleaseState) -> sm.ReleaseState:
+        if registry is not None:
+            state = sm.with_registry(state, registry.to_dict())
+        return sm.add_candidate(state, version)
+
+    first = commit(target, change, "phase1", reason)
     if first.after.state.candidate != version and first.after.state.canary != version:
         log.info(
             "%s: version %s is not released again (already handled or rolled back)", target.model, version

@@ -53,6 +53,9 @@ class ReleaseState:
     step: str = ""  # the rollout step in force, e.g. "25%"
     verdict: str = ""  # the last analysis verdict: pass, fail, inconclusive
     hold_reason: str = ""  # why the step in force is held (e.g. the analysis could not be read)
+    # the Vertex Model Registry model whose aliases mirror the labels (``model_registry.RegistryBinding``
+    # as sorted (key, value) pairs); empty: no registry
+    registry: tuple[tuple[str, str], ...] = ()
 
     @property
     def label_map(self) -> dict[str, int]:
@@ -117,6 +120,11 @@ def _require_available(state: ReleaseState, version: int, available: Iterable[in
             f"model {state.model!r}: cannot {why}: version {version} is not confirmed AVAILABLE "
             "(TF Serving rejects a label on a version that is not loaded)"
         )
+
+
+def with_registry(state: ReleaseState, binding: Mapping[str, str]) -> ReleaseState:
+    """Name the Model Registry model whose aliases mirror this model's labels from now on."""
+    return _with(state, registry=tuple(sorted((str(k), str(v)) for k, v in binding.items())))
 
 
 def add_candidate(state: ReleaseState, version: int) -> ReleaseState:
