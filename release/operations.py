@@ -10,12 +10,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from release import state as sm
 from release.audit import Audit
-from release.config_store import Snapshot, Update, read_release, update_release, verify_version
+from release.config_store import (
+    CorruptVersion,
+    Snapshot,
+    Update,
+    clear_pending,
+    read_release,
+    recover,
+    update_release,
+    verify_version,
+)
+from release.model_registry import (
+    RegistryBinding,
+    RegistryClient,
+    RegistryError,
+    mirror_labels,
+    register_version,
+)
 from release.server_client import ServerClient
+from release.serving_dir import join
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +48,12 @@ class Target:
     load_timeout_s: float = 300.0
     label_timeout_s: float = 60.0
     audit: Audit | None = None
+    # recorded with every transition this target commits: MLMD ids of input artifacts (the PushedModel
+    # a pipeline run released) and properties for the config artifacts
+    input_ids: tuple[int, ...] = ()
+    extra_properties: dict = field(default_factory=dict)
+    # the Model Registry client for a model whose record names a registry (None: Vertex itself)
+    registry: RegistryClient | None = None
 
     def read(self) -> Snapshot:
         return read_release(self.serving_root, self.model, self.base_path)
@@ -51,8 +74,27 @@ def commit(
     reason: str,
     metrics: dict | None = None,
     analysis: dict | None = None,
+    input_ids: tuple[int, ...] = (),
+    extra_properties: dict | None = None,
 ) -> Update:
-    update = update_release(target.serving_root, target.model, change, target.base_path)
+    """Apply one change and record it: a generation is in the audit trail if and only if it was written.
+
+    The transition goes into the release record together with the new state (``update_release``), so
+    a crash between the config write and the audit is finished by the next commit (``reconcile``).
+    """
+    reconcile(target)
+    journal = None
+    if target.audit is not None:
+        journal = {
+            "kind": kind,
+            "reason": reason,
+            "actor": target.audit.actor,
+            "metrics": metrics or {},
+            "analysis": analysis,
+            "input_ids": list(input_ids or target.input_ids),
+            "extra_properties": extra_properties or target.extra_properties,
+        }
+    update = update_release(target.serving_root, target.model, change, target.base_path, journal=journal)
     if update.changed:
         state = update.after.state
         log.info(
@@ -64,15 +106,86 @@ def commit(
             state.label_map,
         )
         if target.audit is not None:
-            target.audit.record(
-                kind=kind,
-                reason=reason,
-                before=update.before,
-                after=update.after,
-                metrics=metrics,
-                analysis=analysis,
-            )
+            _record(target.audit, update.before, update.after, journal)
+            clear_pending(target.serving_root, target.model, state.generation)
+        if state.registry and (
+            state.label_map != update.before.state.label_map or state.registry != update.before.state.registry
+        ):
+            _mirror_registry(target, state)
     return update
+
+
+def _registry_client(target: Target) -> RegistryClient:
+    if target.registry is None:
+        from release.model_registry import VertexRegistry
+
+        target.registry = VertexRegistry()
+    return target.registry
+
+
+def _mirror_registry(target: Target, state: sm.ReleaseState) -> None:
+    """Move the registry's aliases to the labels just written. The serving config is the truth: a
+    registry that cannot be reached is reported and catches up at the next label change."""
+    binding = RegistryBinding.from_dict(dict(state.registry))
+    try:
+        sent = mirror_labels(_registry_client(target), binding, state.label_map)
+    except RegistryError as error:
+        log.warning("%s: the model registry aliases were not moved: %s", target.model, error)
+        return
+    if sent:
+        log.info(
+            "%s: model registry %s aliases now follow labels %s",
+            target.model,
+            binding.model_id,
+            state.label_map,
+        )
+
+
+def reconcile(target: Target) -> None:
+    """Finish a transition a crashed writer left half-done (see ``config_store.update_release``)."""
+    pending = recover(target.serving_root, target.model, target.base_path)
+    if pending is None or target.audit is None:
+        return  # without an audit trail here, the next audited writer records it
+    generation = pending.after.state.generation
+    log.warning("%s: recording generation %d, written before a crash", target.model, generation)
+    _record(target.audit, pending.before, pending.after, pending.journal)
+    clear_pending(target.serving_root, target.model, generation)
+
+
+def _record(audit: Audit, before: Snapshot, after: Snapshot, journal: dict) -> None:
+    if audit.recorded(after.state.model, after.state.generation, after.config_sha256):
+        return
+    inputs = (
+        audit.store.get_artifacts_by_id(journal.get("input_ids") or []) if journal.get("input_ids") else []
+    )
+    audit.record(
+        kind=journal["kind"],
+        reason=journal["reason"],
+        before=before,
+        after=after,
+        metrics=journal.get("metrics") or None,
+        analysis=journal.get("analysis"),
+        inputs=inputs,
+        actor=journal.get("actor"),
+        extra_properties=journal.get("extra_properties") or None,
+    )
+
+
+def check_config(target: Target) -> Snapshot:
+    """Refuse to act on a config that does not match the serving directory (a hand edit, a lost copy):
+    every listed version must be a complete version folder. Returns the snapshot checked."""
+    snapshot = target.read()
+    for version in snapshot.state.versions:
+        try:
+            verify_version(snapshot.base_path, version)
+        except CorruptVersion as error:
+            named = [label for label, v in snapshot.state.label_map.items() if v == version]
+            labels = f" (labelled {', '.join(sorted(named))})" if named else ""
+            raise sm.ReleaseError(
+                f"model {target.model!r}: {snapshot.config_path} lists version {version}{labels}, but "
+                f"{error}; refusing to change the release until the config and the version folders agree"
+            ) from None
+    return snapshot
 
 
 def wait_applied(target: Target, update: Update) -> None:
@@ -81,14 +194,32 @@ def wait_applied(target: Target, update: Update) -> None:
         target.server.wait_labels(target.model, update.after.state.label_map, target.label_timeout_s)
 
 
-def publish(target: Target, version: int, reason: str = "pushed by the pipeline") -> list[Update]:
+def publish(
+    target: Target,
+    version: int,
+    reason: str = "pushed by the pipeline",
+    registry: RegistryBinding | None = None,
+) -> list[Update]:
     """Phase 1, then (if a server is reachable) wait until AVAILABLE and phase 2.
 
     If the server is unreachable, phase 1 stays and the rollout controller finishes phase 2. If the
     version fails to load or the wait times out, phase 1 is undone so the serving state is as before.
+    With ``registry``, the version (and the labelled ones, if the registry is new to this model) is
+    uploaded to the Model Registry first, and the record names the registry from then on.
     """
-    verify_version(target.read().base_path, version)
-    first = commit(target, lambda s: sm.add_candidate(s, version), "phase1", reason)
+    snapshot = target.read()
+    verify_version(snapshot.base_path, version)
+    if registry is not None:
+        client = _registry_client(target)
+        for labelled in sorted({version, *snapshot.state.label_map.values()}):
+            register_version(client, registry, join(snapshot.base_path, str(labelled)), labelled)
+
+    def change(state: sm.ReleaseState) -> sm.ReleaseState:
+        if registry is not None:
+            state = sm.with_registry(state, registry.to_dict())
+        return sm.add_candidate(state, version)
+
+    first = commit(target, change, "phase1", reason)
     if first.after.state.candidate != version and first.after.state.canary != version:
         log.info(
             "%s: version %s is not released again (already handled or rolled back)", target.model, version
@@ -112,7 +243,7 @@ def publish(target: Target, version: int, reason: str = "pushed by the pipeline"
 
 def finish_phase2(target: Target, version: int | None = None, reason: str = "version loaded") -> Update:
     server = target.require_server("phase 2")
-    state = target.read().state
+    state = check_config(target).state
     version = version if version is not None else state.candidate
     if version is None:
         raise sm.ReleaseError(f"model {target.model!r}: no version is waiting for phase 2")
@@ -133,6 +264,8 @@ def promote(
     metrics: dict | None = None,
     analysis: dict | None = None,
 ) -> Update:
+    target.require_server("promoting")
+    check_config(target)
     available = target.available()
     update = commit(
         target,
@@ -150,6 +283,8 @@ def rollback(
     target: Target, reason: str, metrics: dict | None = None, analysis: dict | None = None
 ) -> list[Update]:
     """Roll back; if the old stable was retired, list and load it again first (never re-push)."""
+    target.require_server("rolling back")
+    check_config(target)
     available = target.available()
     updates = []
     try:
@@ -170,6 +305,7 @@ def rollback(
 
 
 def retire(target: Target, now: float | None = None) -> Update:
+    check_config(target)
     update = commit(
         target,
         lambda s: sm.retire(s, time.time() if now is None else now),
@@ -189,10 +325,11 @@ def set_traffic(
     verdict: str = "",
     metrics: dict | None = None,
     analysis: dict | None = None,
+    hold_reason: str = "",
 ) -> Update:
     return commit(
         target,
-        lambda s: sm.set_traffic(s, canary_weight, shadow_fraction, step, verdict),
+        lambda s: sm.set_traffic(s, canary_weight, shadow_fraction, step, verdict, hold_reason),
         "traffic",
         reason,
         metrics,

@@ -26,7 +26,6 @@ to finish (promote or roll back) before retraining.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
 import fcntl
 import hashlib
@@ -47,7 +46,9 @@ from pathlib import Path
 
 from release.serving_dir import CONFIG_NAME, is_staging, list_versions, write_text_atomic
 from scheduler.cron import CronSchedule, parse_vertex_cron
+from tfx_canary.errors import EXIT_OK, EXIT_REFUSED
 from tfx_canary.home import Home
+from tfx_canary.process import die_with_parent
 
 logger = logging.getLogger("tfx_canary.scheduler")
 
@@ -145,12 +146,8 @@ def release_in_progress(serving_root: Path, model: str) -> str:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the daemon dies (Linux), so no run is orphaned."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-        if os.getppid() == 1:  # the daemon died before the request took effect
-            os._exit(1)
+    """In the child before exec: SIGKILL when the daemon dies, so no run is orphaned."""
+    die_with_parent(signal.SIGKILL)
 
 
 def write_json_atomically(path: Path, value: dict) -> None:
@@ -327,7 +324,7 @@ class LocalScheduler:
             )
             return "stopped"
         new_versions = sorted(served_versions(self.settings.model_dir) - before)
-        if exit_code != 0:
+        if exit_code not in (EXIT_OK, EXIT_REFUSED):  # refused: a data gate said no, not a failure
             outcome = "failed"
             logger.error(
                 "The pipeline run failed (exit %d) after %.0f s; waiting for new data. Last lines:\n%s",

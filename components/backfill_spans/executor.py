@@ -17,7 +17,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
 
-from components.backfill_spans.ingest import (
+from components.window_ingest.ingest import (
     fill_empty_splits,
     find_span_files,
     ingest_and_summarize,

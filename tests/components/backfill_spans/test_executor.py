@@ -19,7 +19,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
 from components.backfill_spans.executor import Executor
-from components.backfill_spans.ingest import find_span_files
+from components.window_ingest.ingest import find_span_files
 from components.spans import artifact_span
 from pipeline import data
 from pipeline.data import schema_path
