@@ -19,8 +19,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
 from components.backfill_spans.executor import Executor
-from components.window_ingest.ingest import find_span_files
 from components.spans import artifact_span
+from components.window_ingest.ingest import find_span_files
 from pipeline import data
 from pipeline.data import schema_path
 from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
