@@ -29,7 +29,7 @@ setup(
     # One package per stage of the flow (see the README's layout table); tests, tools and benchmarks
     # are not installed.
     packages=find_packages(include=[f"{top}{sub}" for top in PACKAGES for sub in ("", ".*")]),
-    package_data={"pipeline": ["schema/*.pbtxt"]},
+    package_data={"models": ["configs/*.yaml", "configs/*.pbtxt"]},
     install_requires=[
         "tfx[kfp]==1.21.0",
         "tensorflow==2.21.0",

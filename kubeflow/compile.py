@@ -23,9 +23,9 @@ IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_DIR}/pipeline/schema/taxi.pbtxt"
 
 def cloud_pipeline_config(cloud: CloudConfig):
     """The pipeline config with every root on GCS and the cloud's Beam args."""
-    from pipeline.config import PipelineConfig
+    from pipeline.config import load_config
 
-    base = PipelineConfig.from_yaml(cloud.pipeline_config) if cloud.pipeline_config else PipelineConfig()
+    base = load_config(cloud.pipeline_config or None)
     return base.replace(
         beam_args=cloud.beam_args(base.beam_args),
         # The schema ships inside the image (Dockerfile: COPY . /tfx-canary), not at this checkout's path.

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = subparsers.add_parser("run", help="run the training pipeline once on the spans present")
     add_home(run)
-    run.add_argument("--config", type=Path, help="YAML file with PipelineConfig settings")
+    run.add_argument("--config", type=Path, help="the model's config file (see `tfx-canary init`)")
     add_model_choice(run)
     run.add_argument("--name", help="pipeline name (default: the model name with hyphens)")
     run.add_argument("--train-steps", type=int, help="training steps")
@@ -56,19 +56,15 @@ def _data_add_span(args: argparse.Namespace) -> int:
 
 def build_config(args: argparse.Namespace):
     """The config from ``--config`` plus the flags given (flags win)."""
-    from pipeline.config import PipelineConfig
+    from pipeline.config import load_config
 
     overrides = {
         "home": args.home,
-        "model": args.model,
-        "name": args.name or (args.model.replace("_", "-") if args.model else None),
+        "name": args.name,
         "train_steps": args.train_steps,
         "span_window": args.span_window,
     }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.config:
-        return PipelineConfig.from_yaml(args.config, **overrides)
-    return PipelineConfig(**overrides)
+    return load_config(args.config, args.model, **overrides)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ import re
 import shutil
 import tempfile
 from collections import defaultdict
-from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,11 +23,6 @@ log = logging.getLogger(__name__)
 SPAN_PATTERN = "span-{SPAN}/*"
 _SPAN_DIR = re.compile(r"^span-(\d+)$")
 FIRST_YEAR = 2013
-
-
-def schema_path() -> Path:
-    """The curated raw-data schema of the taxi spans, shipped in this package."""
-    return Path(str(resources.files("pipeline") / "schema" / "taxi.pbtxt"))
 
 
 def sample_csv() -> Path:

@@ -9,12 +9,12 @@ import tensorflow as tf
 from models import features
 from models.model import build_keras_model, export_signatures
 
-from .conftest import raw_rows, to_example
+from .conftest import raw_rows, taxi_spec, to_example
 
 
 def _export(transform, model_name, path):
     rows, output = transform
-    spec = features.MODELS[model_name]
+    spec = taxi_spec(model_name)
     model = build_keras_model(spec)
     transformed = output.transform_features_layer()(tf.io.parse_example(rows, output.raw_feature_spec()))
     inputs = {

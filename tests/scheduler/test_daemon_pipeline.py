@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline import data
+from pipeline.config import load_config
 from release.config_store import parse_config, read_release
 from release.server_client import ServerClient
 from scheduler.daemon import RunLock, served_versions
@@ -61,22 +63,19 @@ def server_address(home: Path):
 @pytest.fixture
 def config_file(home: Path, server_address: str) -> Path:
     path = home / "pipeline.yaml"
-    path.write_text(
-        "\n".join(
-            [
-                f"model: {MODEL}",
-                "span_window: 3",
-                "train_steps: 30",
-                "eval_steps: 5",
-                "warmup_examples: 2",
-                "min_auc: 0.0",  # the gates are tested in tests/pipeline; here every model is blessed
-                "min_accuracy: 0.0",
-                "max_metric_drop: 1.0",
-                f"server_address: {server_address}",
-                "",
-            ]
-        )
+    config = load_config(
+        model=MODEL,
+        span_window=3,
+        train_steps=30,
+        eval_steps=5,
+        warmup_examples=2,
+        # The gates are tested in tests/pipeline; here every model is blessed.
+        metrics=[{"name": "AUC", "min": 0.0, "max_drop": 1.0}, {"name": "BinaryAccuracy", "min": 0.0}],
+        server_address=server_address,
     )
+    values = yaml.safe_load(config.to_yaml())
+    del values["home"]  # the daemon passes --home
+    path.write_text(yaml.safe_dump(values))
     return path
 
 
