@@ -15,7 +15,7 @@ COPY . /tfx-canary
 # is missing. Not editable, and the sources stay here for Beam's --setup_file=/tfx-canary/setup.py
 # (Dataflow workers build and install the same package from it).
 RUN python -m pip install --no-cache-dir /tfx-canary \
-    && python -c "import tfx_canary, pipeline, components, models, release, serving, rollout, scheduler, kubeflow, fixtures" \
+    && python -c "import tfx_canary, pipeline, components, models, scaffold, release, serving, rollout, scheduler, kubeflow, fixtures" \
     && tfx-canary --help > /dev/null
 
 ENV PYTHONUNBUFFERED=1 \

@@ -62,6 +62,12 @@ def present_spans(data_root: str | Path) -> list[int]:
     return sorted(int(m.group(1)) for m in found if m)
 
 
+def span_files(data_root: str | Path, span: int) -> list[Path]:
+    """The files CsvExampleGen reads for ``span`` (``span-<N>/*``), sorted."""
+    folder = Path(data_root) / f"span-{span}"
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 def write_span(data_root: str | Path, span: int, header: list[str], rows: list[list[str]]) -> Path:
     """Write ``span-<span>/data.csv`` atomically (temp folder + rename). Existing spans are kept."""
     data_root = Path(data_root)
