@@ -37,6 +37,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 CONFIG_FILE = "config.yaml"
 SCHEMA_FILE = "schema/schema.pbtxt"
 DATA_DIR = "data"
+MAX_NAME = 40  # the generated code keeps its lines short with names up to this long
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ def _model_name(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     if not slug or not slug[0].isalpha():
         slug = f"model_{slug}".rstrip("_")
+    if len(slug) > MAX_NAME:
+        raise ConfigError(
+            f"the model name {slug!r} is longer than {MAX_NAME} characters; pass a shorter --name"
+        )
     return slug
 
 
@@ -185,6 +190,8 @@ def _tuple_literal(names: list[str]) -> str:
     """A tuple of strings, one per line with a trailing comma (the shape ruff format keeps)."""
     if not names:
         return "()"
+    if len(names) == 1:
+        return f'("{names[0]}",)'
     return "(\n" + "".join(f"    {name!r},\n".replace("'", '"') for name in names) + ")"
 
 
