@@ -27,9 +27,9 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.dsl.placeholder.placeholder_base import logical_and
 
 from components.backfill_spans.component import BackfillSpans
+from components.data_gate import clean_span
 from components.merge_spans.component import MergeSpans
 from components.safe_pusher.component import SafePusher
 from components.serving_config.component import ServingConfigGen
@@ -102,8 +102,7 @@ def create_pipeline(
         return _pipeline(config, components, orchestrator)
 
     # ExampleValidator alone blocks nothing: only a span without anomalies in every split goes on.
-    blessed = ingest.validator.outputs["anomalies"].future()[0].custom_property("blessed")
-    with tfx.dsl.Cond(logical_and(blessed["train"] == 1, blessed["eval"] == 1)):
+    with tfx.dsl.Cond(clean_span(ingest.validator)):
         training_examples = ingest.example_gen.outputs["examples"]
         if orchestrator == "local":
             validators = [ingest.validator] + ([ingest.backfill] if ingest.backfill else [])

@@ -60,6 +60,7 @@ def _env() -> dict:
 
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "tfx_canary.cli", *args],
         capture_output=True,
@@ -68,6 +69,7 @@ def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         env=_env(),
     )
     assert result.returncode == 0, f"tfx-canary {' '.join(args)}: {result.stdout}\n{result.stderr}"
+    print(f"tfx-canary {' '.join(args[:2])}: {time.monotonic() - started:.1f} s")
     return result
 
 
