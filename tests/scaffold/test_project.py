@@ -168,3 +168,16 @@ def test_init_never_writes_into_a_folder_in_use(tmp_path, fruit):
         init_project(used, fruit.parent / "data" / "span-1" / "data.csv", "kind", "multiclass_classification")
     assert [p.name for p in used.iterdir()] == ["notes.txt"]
     shutil.rmtree(used)
+
+
+def test_the_cli_refuses_a_bad_sample_in_one_line_with_exit_2(tmp_path):
+    sample = _csv(tmp_path / "fruit.csv", HEADER, ROWS)
+    target = tmp_path / "project"
+    command = [sys.executable, "-m", "tfx_canary.cli", "init", str(target), "--csv", str(sample)]
+    result = subprocess.run(
+        [*command, "--label", "grape", "--task", "regression"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {sample}: --label 'grape' is not a column")
+    assert not target.exists()
