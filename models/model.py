@@ -70,10 +70,11 @@ def _dataset(fn_args: FnArgs, files: list[str], tf_transform_output, label_key: 
     ).repeat()
 
 
-def export_signatures(model: tf.keras.Model, tf_transform_output, spec: features.ModelSpec) -> dict:
+def export_signatures(model: tf.keras.Model, tf_transform_output, custom_config: dict) -> dict:
     """The signatures ``models.export`` builds for any model, over this taxi model's raw inputs."""
-    settings = contract.ModelSettings("", spec.label_key, spec.task, ("0", "1") if _classifies(spec) else ())
-    return export.signatures(model, tf_transform_output, settings, raw_inputs=spec.input_keys)
+    settings = contract.ModelSettings.from_custom_config(custom_config)
+    raw_inputs = features.model_spec(custom_config).input_keys
+    return export.signatures(model, tf_transform_output, settings, raw_inputs=raw_inputs)
 
 
 def _classifies(spec: features.ModelSpec) -> bool:
