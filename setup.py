@@ -46,6 +46,8 @@ setup(
         "pyyaml>=6",
         "aiohttp>=3.14,<4",  # the model server's default REST carrier (serving/rest_aio.py)
         "croniter>=6,<8",  # cron schedules (scheduler/cron.py)
+        "httptools>=0.6,<1",  # the router's HTTP/1.1 parser (rollout/router.py, rollout/upstream.py)
+        "uvloop>=0.19,<1",  # the router's REST event loop
     ],
     extras_require={
         "dev": [

@@ -6,6 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
+from tfx_canary.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 from tfx_canary.options import add_home, add_model_choice, home_of
 
 
@@ -28,7 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--config", type=Path, help="the model's config file (with --csv)")
     add.set_defaults(func=_data_add_span)
 
-    run = subparsers.add_parser("run", help="run the training pipeline once on the spans present")
+    run = subparsers.add_parser(
+        "run",
+        help="run the training pipeline once on the spans present",
+        epilog="exit codes: 0 pushed (or nothing new to push), 3 refused by a gate (data anomalies, not "
+        "blessed, the same data as a released version), 1 failed, 2 usage error",
+    )
     add_home(run)
     run.add_argument("--config", type=Path, help="the model's config file (see `tfx-canary init`)")
     add_model_choice(run)
@@ -107,4 +113,6 @@ def _run(args: argparse.Namespace) -> int:
     config = build_config(args)
     result = run_pipeline(config, progress=print)
     print(summary(result))
-    return 0 if result.ok else 1
+    if not result.ok:
+        return EXIT_FAILED
+    return EXIT_REFUSED if result.refused else EXIT_OK

@@ -68,6 +68,14 @@ def span_files(data_root: str | Path, span: int) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def empty_files(data_root: str | Path, span: int) -> list[str]:
+    """Names of the span's files that hold nothing at all (not even a header): e.g. a cut-off copy."""
+    folder = Path(data_root) / f"span-{span}"
+    return sorted(
+        str(p.relative_to(data_root)) for p in folder.glob("*") if p.is_file() and p.stat().st_size == 0
+    )
+
+
 def write_span(data_root: str | Path, span: int, header: list[str], rows: list[list[str]]) -> Path:
     """Write ``span-<span>/data.csv`` atomically (temp folder + rename). Existing spans are kept."""
     data_root = Path(data_root)

@@ -28,7 +28,11 @@ SAMPLE_ROWS = 10_000
 
 def check_config(config: PipelineConfig, span_files: Sequence[str | os.PathLike] = ()) -> None:
     """Everything a run needs from ``config``; ``span_files`` are the CSV files this run ingests
-    (the newest one last; its rows are the sample the label is checked on)."""
+    (the newest one last; its rows are the sample the label is checked on).
+
+    A span file without rows is left to the data gate (an empty file is refused before the run, a
+    split with too few examples is an anomaly): new data that is short is not a config error.
+    """
     import_user_code(config)
     schema = read_schema(config)
     columns = {feature.name: feature for feature in schema.feature}
@@ -36,10 +40,11 @@ def check_config(config: PipelineConfig, span_files: Sequence[str | os.PathLike]
         raise _error(config, "label", f"{config.label!r} is not a column of {_schema_names(config, columns)}")
     _check_task_fits_type(config, columns[config.label])
     check_metrics(config)
-    for path in span_files:
-        check_header(config, path, list(columns))
-    if span_files:
-        _check_task_fits_values(config, span_files[-1])
+    present = [path for path in span_files if os.path.getsize(path) > 0]
+    for path in present:
+        check_header(config, path, list(columns), require_rows=False)
+    if present:
+        _check_task_fits_values(config, present[-1])
 
 
 def import_user_code(config: PipelineConfig) -> dict[str, Callable]:
@@ -102,9 +107,11 @@ def read_schema(config: PipelineConfig):
     return schema
 
 
-def check_header(config: PipelineConfig, csv_file: str | os.PathLike, columns: Sequence[str]) -> list[str]:
+def check_header(
+    config: PipelineConfig, csv_file: str | os.PathLike, columns: Sequence[str], require_rows: bool = True
+) -> list[str]:
     """The CSV header of ``csv_file``, which must name exactly the schema's columns."""
-    header = read_header(csv_file)
+    header = read_header(csv_file, require_rows)
     missing = [c for c in columns if c not in header]
     extra = [c for c in header if c not in columns]
     if missing or extra:
@@ -120,8 +127,9 @@ def check_header(config: PipelineConfig, csv_file: str | os.PathLike, columns: S
     return header
 
 
-def read_header(csv_file: str | os.PathLike) -> list[str]:
-    """The header row of a CSV file; an empty file or one without data rows is a ``ConfigError``."""
+def read_header(csv_file: str | os.PathLike, require_rows: bool = True) -> list[str]:
+    """The header row of a CSV file; an empty file, or one without data rows (a sample must have
+    some), is a ``ConfigError``."""
     try:
         with open(csv_file, newline="") as handle:
             reader = csv.reader(handle)
@@ -131,7 +139,7 @@ def read_header(csv_file: str | os.PathLike) -> list[str]:
         raise ConfigError(f"{csv_file}: cannot read it as CSV: {error}") from error
     if not header:
         raise ConfigError(f"{csv_file}: the file is empty; a sample is a CSV header and at least one row")
-    if first_row is None:
+    if first_row is None and require_rows:
         raise ConfigError(f"{csv_file}: the CSV has a header but no rows; a sample needs at least one row")
     return header
 

@@ -68,6 +68,7 @@ def _status_rows(args: argparse.Namespace) -> list[dict]:
                 "shadow_fraction": state.shadow_fraction,
                 "step": state.step,
                 "verdict": state.verdict,
+                "hold_reason": state.hold_reason,
                 "phase2_pending": state.candidate,
                 "retain_until": state.retain_until,
                 "server": {str(k): v for k, v in states.items()},
@@ -106,6 +107,8 @@ def status(args: argparse.Namespace) -> int:
             f"  traffic: canary {row['canary_weight']:.0%}, shadow {row['shadow_fraction']:.0%}; "
             f"step {row['step'] or '-'}; verdict {row['verdict'] or '-'}"
         )
+        if row["hold_reason"]:
+            print(f"  held: {row['hold_reason']}")
         if row["retain_until"]:
             print(f"  previous version retained until {_when(row['retain_until'])}")
     return 0

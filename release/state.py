@@ -52,6 +52,7 @@ class ReleaseState:
     shadow_fraction: float = 0.0  # share of stable traffic mirrored to `canary`, answers discarded
     step: str = ""  # the rollout step in force, e.g. "25%"
     verdict: str = ""  # the last analysis verdict: pass, fail, inconclusive
+    hold_reason: str = ""  # why the step in force is held (e.g. the analysis could not be read)
 
     @property
     def label_map(self) -> dict[str, int]:
@@ -163,7 +164,9 @@ def label_candidate(state: ReleaseState, version: int, available: Iterable[int])
     if state.in_flight is not None:
         raise ReleaseError(f"model {state.model!r}: version {state.in_flight} is already the canary")
     labels[CANARY] = version
-    return _with(state, labels=labels, canary_weight=0.0, shadow_fraction=0.0, step="", verdict="")
+    return _with(
+        state, labels=labels, canary_weight=0.0, shadow_fraction=0.0, step="", verdict="", hold_reason=""
+    )
 
 
 def promote(state: ReleaseState, available: Iterable[int], now: float, retain_seconds: float) -> ReleaseState:
@@ -183,6 +186,7 @@ def promote(state: ReleaseState, available: Iterable[int], now: float, retain_se
         canary_weight=0.0,
         shadow_fraction=0.0,
         step="promoted",
+        hold_reason="",
     )
 
 
@@ -232,6 +236,7 @@ def rollback(state: ReleaseState, available: Iterable[int]) -> ReleaseState:
             canary_weight=0.0,
             shadow_fraction=0.0,
             step="rolled back",
+            hold_reason="",
         )
     pending = state.candidate
     if pending is not None:
@@ -254,6 +259,7 @@ def rollback(state: ReleaseState, available: Iterable[int]) -> ReleaseState:
         canary_weight=0.0,
         shadow_fraction=0.0,
         step="rolled back",
+        hold_reason="",
     )
 
 
@@ -265,7 +271,12 @@ def unload_rejected(state: ReleaseState) -> ReleaseState:
 
 
 def set_traffic(
-    state: ReleaseState, canary_weight: float, shadow_fraction: float = 0.0, step: str = "", verdict: str = ""
+    state: ReleaseState,
+    canary_weight: float,
+    shadow_fraction: float = 0.0,
+    step: str = "",
+    verdict: str = "",
+    hold_reason: str = "",
 ) -> ReleaseState:
     """Record the traffic split the router applies; only a canary on trial may receive traffic."""
     for name, value in (("canary weight", canary_weight), ("shadow fraction", shadow_fraction)):
@@ -279,6 +290,7 @@ def set_traffic(
         shadow_fraction=float(shadow_fraction),
         step=step,
         verdict=verdict,
+        hold_reason=hold_reason,
     )
 
 

@@ -1,19 +1,15 @@
-"""Canary analysis: canary against stable over the same window, from the router's Prometheus metrics.
+"""Canary analysis: canary against stable over the same window (the statistics and the verdict, no I/O).
 
-The statistics and the verdict, with no I/O but the metrics scrape: counter and histogram deltas between
-two scrapes, tail quantiles from cumulative buckets, the Jensen-Shannon divergence of the prediction
-histograms, and ``analyse``, which turns one window into ``pass``, ``fail`` or ``inconclusive`` with the
-reasons (the CanaryAnalysis recorded in MLMD).
+Each side of a window is its request and error counts, a tail latency and a prediction histogram
+(``Side``; ``rollout.metrics_source`` reads them from one router or from Prometheus). ``analyse`` turns
+one window into ``pass``, ``fail`` or ``inconclusive`` with the reasons: the CanaryAnalysis recorded in
+MLMD.
 """
 
 from __future__ import annotations
 
 import math
-import urllib.request
-from collections import defaultdict
 from dataclasses import dataclass, field
-
-from prometheus_client.parser import text_string_to_metric_families
 
 
 @dataclass(frozen=True)
@@ -23,26 +19,6 @@ class Criteria:
     max_p99_ratio: float = 1.5  # canary p99 may be this many times stable's ...
     p99_slack_s: float = 0.005  # ... or this much slower, whichever is more lenient
     max_divergence: float = 0.2  # Jensen-Shannon divergence (base 2, 0..1) of prediction histograms
-
-
-Sample = dict  # (metric, model, label, mode) -> {"count": n} or {"buckets": {le: cumulative}}
-
-
-def scrape(metrics_url: str, timeout_s: float = 5.0) -> Sample:
-    with urllib.request.urlopen(metrics_url, timeout=timeout_s) as response:
-        text = response.read().decode()
-    sample: Sample = defaultdict(lambda: {"count": 0.0, "buckets": {}})
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = s.labels
-            if "model" not in labels:
-                continue
-            key = (family.name, labels["model"], labels["label"], labels["mode"])
-            if s.name.endswith("_bucket"):
-                sample[key]["buckets"][float(labels["le"])] = s.value
-            elif s.name.endswith("_total") or s.name.endswith("_count"):
-                sample[key]["count"] = s.value
-    return dict(sample)
 
 
 @dataclass
@@ -57,12 +33,6 @@ class Side:
         return self.errors / self.requests if self.requests else 0.0
 
 
-def _delta(before: Sample, after: Sample, key: tuple) -> dict:
-    a, b = after.get(key, {"count": 0.0, "buckets": {}}), before.get(key, {"count": 0.0, "buckets": {}})
-    buckets = {le: v - b["buckets"].get(le, 0.0) for le, v in a["buckets"].items()}
-    return {"count": a["count"] - b["count"], "buckets": buckets}
-
-
 def _quantile(buckets: dict[float, float], q: float) -> float | None:
     """The upper bound of the bucket holding quantile ``q`` (cumulative Prometheus buckets)."""
     total = buckets.get(math.inf, 0.0)
@@ -74,16 +44,21 @@ def _quantile(buckets: dict[float, float], q: float) -> float | None:
     return None
 
 
-def side(before: Sample, after: Sample, model: str, label: str, mode: str) -> Side:
-    requests = _delta(before, after, ("router_requests", model, label, mode))["count"]
-    errors = _delta(before, after, ("router_errors", model, label, mode))["count"]
-    latency = _delta(before, after, ("router_latency_seconds", model, label, mode))["buckets"]
-    cumulative = _delta(before, after, ("router_prediction", model, label, mode))["buckets"]
+def side_from(
+    requests: float,
+    errors: float,
+    latency: dict[float, float],
+    cumulative_predictions: dict[float, float],
+    p99_s: float | None = None,
+) -> Side:
+    """A window's side from counter and cumulative-bucket increases; ``p99_s`` if the source computed it."""
     predictions, below = {}, 0.0
-    for le in sorted(cumulative):
-        predictions[le] = cumulative[le] - below
-        below = cumulative[le]
-    return Side(requests, errors, _quantile(latency, tail_quantile(requests)), predictions)
+    for le in sorted(cumulative_predictions):
+        predictions[le] = cumulative_predictions[le] - below
+        below = cumulative_predictions[le]
+    if p99_s is None:
+        p99_s = _quantile(latency, tail_quantile(requests))
+    return Side(requests, errors, p99_s, predictions)
 
 
 def tail_quantile(requests: float) -> float:

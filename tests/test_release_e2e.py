@@ -116,7 +116,6 @@ def test_push_canary_promote_rollback_with_zero_failed_requests(tmp_path, capsys
                 parse_plan("shadow=2s,50%=2s,100%=2s"),
                 CRITERIA,
                 max_extensions=3,
-                settle_s=1.0,
                 retain_seconds=600,
             )
             outcome = controller.run()

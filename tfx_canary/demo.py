@@ -34,8 +34,10 @@ _MEANING = {
     "rolled back": "The canary was worse than stable, so it was unloaded; clients stay on stable.",
     "inconclusive": "Too little traffic to judge, so the canary holds its step; "
     "`tfx-canary rollout` continues it.",
+    "interrupted": "The rollout was stopped; the step in force stays and `tfx-canary rollout` resumes it.",
 }
 _REST_LINE = re.compile(r"Exporting HTTP/REST API at:([\w.\-]+):(\d+)")
+_GRPC_LINE = re.compile(r"Running gRPC ModelServer at ([\w.\-]+):(\d+)")
 
 
 def register(subparsers) -> None:
@@ -78,7 +80,8 @@ class ModelServerProcess:
         self.config_file, self.log_file = Path(config_file), Path(log_file)
         self.poll_seconds, self.start_timeout_s = poll_seconds, start_timeout_s
         self.process: subprocess.Popen | None = None
-        self.address = ""
+        self.address = ""  # REST host:port
+        self.grpc_address = ""
 
     def command(self) -> list[str]:
         return [
@@ -103,9 +106,10 @@ class ModelServerProcess:
         while True:
             with open(self.log_file, "rb") as log:
                 log.seek(offset)
-                match = _REST_LINE.search(log.read().decode(errors="replace"))
-            if match:
-                self.address = f"{match[1]}:{match[2]}"
+                written = log.read().decode(errors="replace")
+            match, grpc = _REST_LINE.search(written), _GRPC_LINE.search(written)
+            if match and grpc:
+                self.address, self.grpc_address = f"{match[1]}:{match[2]}", f"{grpc[1]}:{grpc[2]}"
                 return self
             if self.process.poll() is not None or time.monotonic() > deadline:
                 why = "exited" if self.process.poll() is not None else "did not start in time"
@@ -212,11 +216,12 @@ def _loop(config, args: argparse.Namespace, plan) -> int:
     server_log = Path(paths.log_file("model_server"))
     with (
         ModelServerProcess(config_file, server_log) as server,
-        Router(server.address, paths.serving_root) as router,
+        Router(server.address, paths.serving_root, grpc_upstream=server.grpc_address) as router,
     ):
         say(f"   model server (tfx-canary serve) at http://{server.address}, log in {server_log}")
         say(f"   it re-reads {config_file} every second")
         say(f"   router at http://127.0.0.1:{router.port}/v1/models/{config.serving_model_name}:predict")
+        say(f"   and gRPC at 127.0.0.1:{router.grpc_port} (PredictionService, the model's name only)")
         config = config.replace(server_address=server.address)
         target = Target(
             paths.serving_root,
@@ -224,12 +229,12 @@ def _loop(config, args: argparse.Namespace, plan) -> int:
             server=ServerClient(server.address),
             audit=audit.Audit(open_store(paths.metadata_path), paths.releases_dir, "controller:demo"),
         )
-        code = _release(config, target, router.port, args, plan)
+        code = _release(config, target, router, args, plan)
         _finish(paths.root, target.model, server.address)
         return code
 
 
-def _release(config, target, router_port: int, args: argparse.Namespace, plan) -> int:
+def _release(config, target, router, args: argparse.Namespace, plan) -> int:
     """Steps 3-5: first version to `stable`, next span to `canary`, then the rollout."""
     from pipeline import data
     from release import operations
@@ -261,7 +266,7 @@ def _release(config, target, router_port: int, args: argparse.Namespace, plan) -
         say(f"   version {target.read().state.in_flight} is `canary`: loaded, no client traffic yet")
     else:
         say(f"\n== 4. New data: skipped, version {target.read().state.in_flight} is already on trial")
-    _rollout(target, router_port, config, args, plan)
+    _rollout(target, router, config, args, plan)
     return 0
 
 
@@ -279,41 +284,55 @@ def _train(config):
     return result
 
 
-def _rollout(target, router_port: int, config, args: argparse.Namespace, plan) -> None:
-    from fixtures.taxi import serving_raw_bodies
+def _rollout(target, router, config, args: argparse.Namespace, plan) -> None:
+    from fixtures.taxi import serving_raw_bodies, serving_raw_predict_requests
     from release.serving_dir import METRICS_PATH
     from rollout.analysis import Criteria
     from rollout.controller import RolloutController
     from rollout.load import SteadyLoad
 
     steps = ", ".join(step.name for step in plan)
-    say(f"\n== 5. Rollout: {args.rps:.0f} requests/s of real trips through the router; steps {steps}")
+    say(
+        f"\n== 5. Rollout: {args.rps:.0f} requests/s of real trips through the router (REST and gRPC); "
+        f"steps {steps}"
+    )
     say("   each step the controller compares canary with stable (errors, p99 latency, predictions)")
     say("   and moves on, promotes at the end, or rolls back at the first failing step")
     bodies = serving_raw_bodies(config.paths.data_root, config.model)
+    requests = serving_raw_predict_requests(config.paths.data_root, config.model)
     longest = sum(step.duration_s for step in plan) * 5 + 120  # the controller may extend each window
     criteria = Criteria(
         min_requests=max(10, int(args.rps * min(s.duration_s for s in plan) / 8)), p99_slack_s=0.05
     )
-    controller = RolloutController(
-        target, f"http://127.0.0.1:{router_port}{METRICS_PATH}", plan, criteria, settle_s=1.0
-    )
+    controller = RolloutController(target, f"http://127.0.0.1:{router.port}{METRICS_PATH}", plan, criteria)
     with SteadyLoad(
-        router_port, target.model, threads=2, rate=args.rps / 2, max_seconds=longest, bodies=bodies
+        router.port,
+        target.model,
+        threads=1,
+        rate=args.rps / 2,
+        max_seconds=longest,
+        bodies=bodies,
+        grpc_port=router.grpc_port,
+        grpc_threads=1,
+        grpc_requests=requests,
     ) as load:
         outcome = controller.run()
         load.stop()
     for step in outcome.steps:
         reasons = "; ".join(step["reasons"]) or "within criteria"
-        counts = f"stable {step['stable']['requests']:.0f} req, canary {step['canary']['requests']:.0f} req"
+        sides = {side: step.get(side, {}).get("requests", 0) for side in ("stable", "canary")}
+        counts = f"stable {sides['stable']:.0f} req, canary {sides['canary']:.0f} req"
         say(f"   step {step['step']['name']:<8} {step['verdict']:<12} ({counts}) {reasons}")
     state = target.read().state
     say(f"   verdict: {outcome.verdict}; `stable` is version {state.stable}. " + _MEANING[outcome.verdict])
     failed = len(load.failures)
-    say(
-        f"   clients sent {load.total} requests, {failed} failed"
-        + (f": {load.failures[:3]}" if failed else "")
+    per_protocol = ", ".join(
+        f"{name.upper() if name == 'rest' else 'gRPC'} {sum(counts.values())} sent, {counts['failed']} failed"
+        for name, counts in load.protocols.items()
     )
+    say(f"   clients sent {load.total} requests, {failed} failed ({per_protocol})")
+    if failed:
+        say(f"   first failures: {load.failures[:3]}")
 
 
 def _finish(home: str, model: str, server_address: str) -> None:

@@ -10,7 +10,8 @@ Steps on a fresh machine:
    ml-metadata / tensorflow-data-validation manylinux_2_39 wheels, build the compat library and
    patch them into ``.cache/wheels/patched`` (see ``tools/wheel_compat/patch_wheel.py``);
 4. ``pip install -e .[dev]`` under ``requirements/constraints.txt`` (every version pinned);
-5. prove the native modules load, then record the fingerprint.
+5. prove the native modules load, then record the fingerprint;
+6. install the Debian packages tests and benchmarks need (``tools/system_packages.py``) if missing.
 
 Flags: ``--force`` reinstalls; ``--relock`` resolves afresh and rewrites the constraints file.
 """
@@ -26,6 +27,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python3 tools/bootstrap.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools import system_packages
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
@@ -207,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     compat = needs_compat_wheels()
     wanted = fingerprint(compat)
+    still_missing = system_packages.ensure_installed(step)
     if not (args.force or args.relock) and STAMP.exists() and STAMP.read_text() == wanted:
-        step(f".venv is up to date ({time.monotonic() - started:.1f} s)")
+        missing = f"; missing system packages: {' '.join(still_missing)}" if still_missing else ""
+        step(f".venv is up to date ({time.monotonic() - started:.1f} s){missing}")
         return 0
     create_venv()
     STAMP.unlink(missing_ok=True)

@@ -5,7 +5,8 @@
 #
 # SERVING_ROOT   the directory the pipeline pushes into and where models.config is emitted
 #                (default: ${TFX_CANARY_HOME:-./.home}/serving)
-# TF_SERVING_IMAGE  override the image (default tensorflow/serving:latest, or :latest-gpu for gpu)
+# TF_SERVING_IMAGE  override the image (default tensorflow/serving:2.21.0, or :2.21.0-gpu for gpu: the
+#                release built against the TensorFlow the models are trained with)
 # --print        print the exact docker command instead of running it
 #
 # models.config lists each model's base_path as an absolute host path, so the serving root is mounted
@@ -32,10 +33,10 @@ fi
 serving_root="$(cd "$serving_root" && pwd)"
 
 if [[ "$mode" == gpu ]]; then
-  image="${TF_SERVING_IMAGE:-tensorflow/serving:latest-gpu}"
+  image="${TF_SERVING_IMAGE:-tensorflow/serving:2.21.0-gpu}"
   gpu_args=(--gpus all)
 else
-  image="${TF_SERVING_IMAGE:-tensorflow/serving:latest}"
+  image="${TF_SERVING_IMAGE:-tensorflow/serving:2.21.0}"
   gpu_args=()
 fi
 

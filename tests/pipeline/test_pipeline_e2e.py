@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from tensorflow_serving.apis import prediction_log_pb2
 
 from fixtures.taxi import taxi_spec, to_example
@@ -21,6 +22,7 @@ from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from release.metadata import open_store
 from release.serving_dir import list_versions
+from tfx_canary import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -133,10 +135,17 @@ def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
         prediction_log_pb2.PredictionLog.FromString(r.numpy())
         for r in tf.data.TFRecordDataset(str(version_dir / "assets.extra" / "tf_serving_warmup_requests"))
     ]
-    assert len(warmup) == config.warmup_examples
-    request = warmup[0].predict_log.request
-    assert request.model_spec.signature_name == "serving_default"
+    by_signature = {}
+    for record in warmup:
+        by_signature.setdefault(record.predict_log.request.model_spec.signature_name, []).append(record)
+    assert set(by_signature) == set(pushed.signatures)  # every signature is warmed up, not only the default
+    assert all(len(records) == config.warmup_examples for records in by_signature.values())
+    request = by_signature["serving_default"][0].predict_log.request
+    assert warmup[0].predict_log.request.model_spec.signature_name == "serving_default"
     replayed = pushed.signatures["serving_default"](examples=tf.make_ndarray(request.inputs["examples"]))
+    assert replayed["scores"].shape == (1, 2)
+    raw = by_signature["serving_raw"][0].predict_log.request  # the examples' features as named tensors
+    replayed = pushed.signatures["serving_raw"](**{k: tf.make_ndarray(v) for k, v in raw.inputs.items()})
     assert replayed["scores"].shape == (1, 2)
 
 
@@ -150,6 +159,18 @@ def test_a_new_span_pushes_a_second_version(config, runs):
     )
     versions = list_versions(config.serving_model_dir)
     assert versions == [runs["first"].pushed_version, result.pushed_version]
+
+
+def test_a_model_trained_on_the_data_of_a_released_version_is_not_pushed_again(config, runs):
+    # more steps: another model, blessed, but from exactly the window version 2 was trained on
+    result = run_pipeline(config.replace(train_steps=config.train_steps + 20))
+    assert result.ok and result.blessed is True, result.reason
+    assert result.refused and result.pushed_version is None
+    assert (
+        f"trained on exactly the data of version {runs['second'].pushed_version} (spans [1, 2, 3])"
+        in result.reason
+    )
+    assert len(list_versions(config.serving_model_dir)) == 2
 
 
 def test_a_span_with_anomalies_is_not_trained_on_and_the_run_says_why(config, runs):
@@ -167,6 +188,30 @@ def test_a_span_with_anomalies_is_not_trained_on_and_the_run_says_why(config, ru
     assert {c.name: c.status for c in result.components}["Trainer"] == "skipped"
     assert len(list_versions(config.serving_model_dir)) == 2
     shutil.rmtree(Path(config.paths.data_root) / "span-4")  # the operator withdraws the bad span
+
+
+def test_an_empty_span_is_refused_with_exit_code_3(config, runs, tmp_path, capsys):
+    span = Path(config.paths.data_root) / "span-4"
+    span.mkdir()
+    (span / "data.csv").write_bytes(b"")  # `: > span-4/data.csv`
+    settings = tmp_path / "pipeline.yaml"
+    settings.write_text(yaml.safe_dump({k: v for k, v in config.to_dict().items() if k != "beam_args"}))
+    assert cli.main(["run", "--config", str(settings)]) == 3
+    out = capsys.readouterr().out
+    assert "nothing pushed: span 4 has data anomalies" in out and "span-4/data.csv is empty" in out
+    assert len(list_versions(config.serving_model_dir)) == 2
+    shutil.rmtree(span)
+
+
+def test_a_span_with_too_few_examples_is_refused(config, runs):
+    header, spans = data.split_into_spans()
+    data.write_span(config.paths.data_root, 4, header, spans[4][:1])  # one row: a cut-off copy
+    result = run_pipeline(config)
+    assert result.ok and result.refused and result.spans == [4] and result.pushed_version is None
+    low = [line for line in result.anomalies if "Low num examples" in line]
+    assert {line.split(" split")[0] for line in low} == {"train", "eval"}, result.anomalies
+    assert {c.name: c.status for c in result.components}["Trainer"] == "skipped"
+    shutil.rmtree(Path(config.paths.data_root) / "span-4")
 
 
 def test_a_worse_model_is_not_blessed_nor_pushed(config, runs):

@@ -141,10 +141,26 @@ def test_data_that_disagrees_with_the_schema_is_refused(tmp_path):
     )
     without_label = _project(tmp_path / "l", header=("size", "color"), rows=[r[:2] for r in ROWS])
     _refused(tmp_path, without_label, "lacks the schema's column(s) ['kind']")
-    empty = _project(tmp_path / "e", rows=[])
-    _refused(tmp_path, empty, "data/span-1/data.csv: the CSV has a header but no rows")
+
+
+def test_short_new_data_is_left_to_the_data_gate_but_a_sample_needs_rows(tmp_path):
+    from pipeline.preflight import check_header
+
     blank = _project(tmp_path / "z", header=(), rows=[])
-    _refused(tmp_path, blank, "data/span-1/data.csv: the file is empty")
+    home = tmp_path / "home"
+    result = run_pipeline(PipelineConfig.from_yaml(blank, home=str(home)))
+    assert result.refused and "span-1/data.csv is empty" in result.reason
+    assert not home.exists()
+    header_only = _project(tmp_path / "e", rows=[])
+    config = PipelineConfig.from_yaml(header_only)
+    sample = tmp_path / "e" / "data" / "span-1" / "data.csv"
+    with pytest.raises(ConfigError, match=r"data.csv: the CSV has a header but no rows"):
+        check_header(config, sample, ["size", "color", "kind"])
+    assert check_header(config, sample, ["size", "color", "kind"], require_rows=False) == [
+        "size",
+        "color",
+        "kind",
+    ]
 
 
 def test_the_cli_says_it_in_one_line_with_exit_2_and_writes_nothing(tmp_path):

@@ -50,7 +50,6 @@ def controller(target, router, plan, criteria=CRITERIA, max_extensions=2):
         parse_plan(plan),
         criteria,
         max_extensions=max_extensions,
-        settle_s=1.0,
         retain_seconds=600,
     )
 

@@ -2,14 +2,27 @@
 
 import http.client
 import json
+import socket
 import time
 import urllib.request
 
+import grpc
 import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 
 from fixtures.served_root import ServedRoot
 from release import operations
-from rollout.router import Router, _numbers, key_bucket
+from rollout.router import Router
+from rollout.router_metrics import json_numbers
+from rollout.routing import key_bucket
 
 
 def test_key_buckets_are_sticky_and_spread():
@@ -20,10 +33,10 @@ def test_key_buckets_are_sticky_and_spread():
 
 
 def test_numbers_reads_every_answer_shape():
-    assert _numbers(b'{"predictions": [3.0, [4.5]]}') == [3.0, 4.5]
-    assert _numbers(b'{"outputs": {"y": [1.0]}}') == [1.0]
-    assert _numbers(b'{"results": [[["", 0.25]]]}') == [0.25]
-    assert _numbers(b"not json") == []
+    assert json_numbers(b'{"predictions": [3.0, [4.5]]}') == [3.0, 4.5]
+    assert json_numbers(b'{"outputs": {"y": [1.0]}}') == [1.0]
+    assert json_numbers(b'{"results": [[["", 0.25]]]}') == [0.25]
+    assert json_numbers(b"not json") == []
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +51,7 @@ def served(tmp_path_factory):
         target = served.target()
         operations.publish(target, 1)
         operations.publish(target, 2)
-        with Router(served.address, served.root, refresh_s=0.05) as router:
+        with Router(served.address, served.root, refresh_s=0.05, grpc_upstream=served.grpc_address) as router:
             yield served, target, router
 
 
@@ -102,7 +115,6 @@ def test_explicit_versions_and_labels_pass_through(served):
     with urllib.request.urlopen(f"http://127.0.0.1:{router.port}/v1/models/m") as response:
         versions = {s["version"] for s in json.loads(response.read())["model_version_status"]}
     assert versions == {"1", "2"}
-    assert call(router.port, "/v1/models/unknown:predict")[0] == 503
 
 
 def test_metrics_per_label(served):
@@ -117,3 +129,135 @@ def test_metrics_per_label(served):
     assert "nope" not in text
     assert 'router_prediction_bucket{label="stable",le="3.0",mode="live",model="m"}' in text
     assert "router_latency_seconds_bucket" in text
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send bytes as they are (no client library to fix them up) and read the answer until the close."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head + b"\r\nConnection: close\r\n\r\n" + body)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status_and_body(answer: bytes) -> tuple[int, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]) if head else 0, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/models/unknown:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /v1/models/..%2F..%2Fetc%2Fpasswd:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET /v1/models/..%2Fm HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PUT /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"DELETE /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PATCH /v1/models/m/labels/stable:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
+        b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nnot json",
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["unknown-model", "traversal-predict", "traversal-status", "put", "delete", "patch",
+         "length-abc", "length-negative", "bad-json", "unknown-path"],
+)  # fmt: skip
+def test_client_mistakes_get_the_model_servers_own_answer(served, request_bytes):
+    server, _, router = served
+    direct = status_and_body(raw_exchange(server.server.rest_port, request_bytes))
+    routed = status_and_body(raw_exchange(router.port, request_bytes))
+    assert 400 <= direct[0] < 500, direct
+    assert routed == direct
+
+
+def test_the_applied_split_is_exported_per_model(served):
+    _, target, router = served
+    set_split(target, 0.25)
+    with urllib.request.urlopen(f"http://127.0.0.1:{router.port}/monitoring/prometheus/metrics") as response:
+        text = response.read().decode()
+    generation = target.read().state.generation
+    assert 'router_canary_weight{model="m"} 0.25' in text
+    assert f'router_release_generation{{model="m"}} {generation}.0' in text
+    assert 'router_shadow_fraction{model="m"} 0.0' in text
+
+
+def grpc_predict(port: int, spec: dict, key: str | None = None, x: float = 2.0, timeout: float = 10.0):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = spec.get("name", "m")
+    if "version" in spec:
+        request.model_spec.version.value = spec["version"]
+    if "label" in spec:
+        request.model_spec.version_label = spec["label"]
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([x], dtype=tf.float32))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        metadata = (("x-request-key", key),) if key else ()
+        response = stub.Predict(request, timeout, metadata=metadata)
+    return float(tf.make_ndarray(response.outputs["y"])[0]), response.model_spec.version.value
+
+
+def test_grpc_bare_requests_follow_the_split_and_pinned_ones_pass(served):
+    server, target, router = served
+    set_split(target, 0.0)
+    assert grpc_predict(router.grpc_port, {})[0] == 3.0  # stable, not the highest version
+    assert grpc_predict(server.server.grpc_port, {})[0] == 4.0  # what the server alone would answer
+    assert grpc_predict(router.grpc_port, {"version": 2})[0] == 4.0
+    assert grpc_predict(router.grpc_port, {"label": "canary"})[0] == 4.0
+    set_split(target, 0.5)
+    first = {key: grpc_predict(router.grpc_port, {}, key=key)[0] for key in (f"g{i}" for i in range(40))}
+    assert first == {key: grpc_predict(router.grpc_port, {}, key=key)[0] for key in first}  # sticky
+    assert set(first.values()) == {3.0, 4.0}
+    # the same key lands on the same side over REST and gRPC
+    rest = {key: call(router.port, key=key)[2]["predictions"][0] for key in list(first)[:10]}
+    assert rest == {key: first[key] for key in rest}
+
+
+def test_grpc_errors_come_back_unchanged(served):
+    server, _, router = served
+    for spec in ({"name": "unknown"}, {"label": "nope"}, {"version": 9}, {"name": ""}):
+        with pytest.raises(grpc.RpcError) as direct:
+            grpc_predict(server.server.grpc_port, spec)
+        with pytest.raises(grpc.RpcError) as routed:
+            grpc_predict(router.grpc_port, spec)
+        assert (routed.value.code(), routed.value.details()) == (direct.value.code(), direct.value.details())
+
+
+def test_grpc_other_methods_are_routed_too(served):
+    _, target, router = served
+    set_split(target, 0.0)
+    with grpc.insecure_channel(f"127.0.0.1:{router.grpc_port}") as channel:
+        prediction = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = regression_pb2.RegressionRequest()
+        request.model_spec.name, request.model_spec.signature_name = "m", "regress_x_to_y"
+        example = request.input.example_list.examples.add()
+        example.features.feature["x"].float_list.value.append(2.0)
+        answer = prediction.Regress(request, 10)
+        assert answer.result.regressions[0].value == pytest.approx(3.0)  # stable's 0.5x + 2
+        assert answer.model_spec.version.value == 1
+        metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        metadata.model_spec.name = "m"
+        assert prediction.GetModelMetadata(metadata, 10).model_spec.version.value == 1
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = "m"
+        states = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status, 10)
+        assert {s.version for s in states.model_version_status} == {1, 2}  # status: every version
+
+
+def test_grpc_shares_the_rest_metric_series(served):
+    _, target, router = served
+    set_split(target, 0.0)
+    before = router.metrics.requests.labels("m", "stable", "live")._value.get()
+    grpc_predict(router.grpc_port, {}, key="metrics-grpc")
+    assert router.metrics.requests.labels("m", "stable", "live")._value.get() == before + 1
+    with pytest.raises(grpc.RpcError):
+        grpc_predict(router.grpc_port, {"label": "nope"})
+    assert router.metrics.errors.labels("m", "other", "live")._value.get() >= 1
+
+
+def test_grpc_deadline_reaches_the_model_server(served):
+    _, _, router = served
+    with pytest.raises(grpc.RpcError) as error:
+        grpc_predict(router.grpc_port, {}, timeout=0.0001)
+    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

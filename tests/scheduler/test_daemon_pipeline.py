@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipeline import data
-from pipeline.config import load_config
 from release.config_store import parse_config, read_release
 from release.server_client import ServerClient
 from scheduler.daemon import RunLock, served_versions
+from tests.pipeline_configs import write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +62,8 @@ def server_address(home: Path):
 @pytest.fixture
 def config_file(home: Path, server_address: str) -> Path:
     path = home / "pipeline.yaml"
-    config = load_config(
+    return write_config(
+        path,
         model=MODEL,
         span_window=3,
         train_steps=30,
@@ -73,10 +73,6 @@ def config_file(home: Path, server_address: str) -> Path:
         metrics=[{"name": "AUC", "min": 0.0, "max_drop": 1.0}, {"name": "BinaryAccuracy", "min": 0.0}],
         server_address=server_address,
     )
-    values = yaml.safe_load(config.to_yaml())
-    del values["home"]  # the daemon passes --home
-    path.write_text(yaml.safe_dump(values))
-    return path
 
 
 class Daemon:

@@ -48,7 +48,7 @@ def serving_root(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("mode", "image"), [("cpu", "tensorflow/serving:latest"), ("gpu", "tensorflow/serving:latest-gpu")]
+    ("mode", "image"), [("cpu", "tensorflow/serving:2.21.0"), ("gpu", "tensorflow/serving:2.21.0-gpu")]
 )
 def test_docker_run_line_mounts_the_serving_root_at_the_same_path(
     serving_root: Path, mode: str, image: str
@@ -115,9 +115,9 @@ def compose() -> dict:
     return yaml.safe_load((CONFIGS / "compose.yaml").read_text())
 
 
-def test_compose_stack_has_server_router_and_prometheus(compose: dict, serving_root: Path) -> None:
+def test_compose_stack_has_server_router_prometheus_and_controller(compose: dict, serving_root: Path) -> None:
     services = compose["services"]
-    assert set(services) == {"tf-serving", "router", "prometheus"}
+    assert set(services) == {"tf-serving", "router", "prometheus", "controller"}
     tf_serving = services["tf-serving"]
     assert tf_serving["entrypoint"] == ["/usr/bin/tensorflow_model_server"]
     command = [
@@ -133,13 +133,18 @@ def test_compose_stack_has_server_router_and_prometheus(compose: dict, serving_r
 
 def test_compose_bind_mounts_name_files_that_exist(compose: dict) -> None:
     relative_sources = []
-    for service in compose["services"].values():
+    for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
-            assert volume["type"] == "bind" and volume["read_only"] is True
+            if isinstance(volume, str):  # a named volume: the controller's home (its audit trail)
+                assert (name, volume.split(":")[0]) == ("controller", "controller-home")
+                assert "controller-home" in compose["volumes"]
+                continue
+            # only the controller writes: models.config and the release records
+            assert volume["type"] == "bind" and volume.get("read_only", False) is (name != "controller")
             if volume["source"].startswith("."):
                 relative_sources.append(volume["source"])
                 assert (CONFIGS / volume["source"]).exists(), volume["source"]
-    assert sorted(relative_sources) == ["./prometheus/prometheus.yml", "./tf_serving"]
+    assert sorted(relative_sources) == ["./prometheus", "./tf_serving"]
     build = compose["services"]["router"]["build"]
     dockerfile = (CONFIGS / build["context"] / build["dockerfile"]).resolve()
     assert dockerfile == ROOT / "Dockerfile" and dockerfile.is_file()
@@ -183,7 +188,16 @@ def test_router_command_is_accepted_by_the_real_cli() -> None:
     parser = cli.build_parser()
     command = router_command_in_kubernetes()
     assert command[0] == "tfx-canary"
-    if command[1] not in parser._subparsers._group_actions[0].choices:
-        pytest.skip(f"`tfx-canary {command[1]}` is not registered yet (serving/router.py has not landed)")
     args = parser.parse_args(command[1:])
     assert callable(args.func)
+
+
+def test_the_compose_controller_reads_the_compose_prometheus(compose: dict) -> None:
+    from tfx_canary import cli
+
+    controller = compose["services"]["controller"]
+    args = cli.build_parser().parse_args(controller["command"])
+    assert args.command == "controller"
+    host, port = args.server.split(":")
+    assert host == "tf-serving" and f"{port}:{port}" in compose["services"]["tf-serving"]["ports"]
+    assert args.prometheus == "http://prometheus:9090"

@@ -7,20 +7,27 @@ The kubernetes client's ``ApiClient().deserialize`` silently drops unknown field
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import shutil
+import subprocess
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import kubernetes.client
 import pytest
+import tensorflow as tf
 import yaml
 
 from tests.serving_configs.tf_serving_flags import check_tf_serving_args, parse_flags
+from tfx_canary import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "serving_configs" / "k8s"
 TF_SERVING_CONFIG_DIR = ROOT / "serving_configs" / "tf_serving"
+PROMETHEUS = ROOT / "serving_configs" / "prometheus"
 
 PRIMITIVES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -107,16 +114,22 @@ def test_the_strict_check_rejects_a_misspelled_field() -> None:
 
 
 def test_every_manifest_loads_into_the_kubernetes_models(objects) -> None:
-    kinds = sorted(kind for kind, _ in objects)
-    assert kinds == sorted(
+    assert sorted(objects) == sorted(
         [
-            "ConfigMap",
-            "Deployment",
-            "Deployment",
-            "HorizontalPodAutoscaler",
-            "Service",
-            "Service",
-            "ServiceAccount",
+            ("ConfigMap", "tf-serving-config"),
+            ("ConfigMap", "prometheus-config"),
+            ("Deployment", "tf-serving"),
+            ("Deployment", "tfx-canary-router"),
+            ("Deployment", "tfx-canary-controller"),
+            ("Deployment", "prometheus"),
+            ("HorizontalPodAutoscaler", "tf-serving"),
+            ("PersistentVolumeClaim", "tfx-canary-controller-home"),
+            ("Service", "tf-serving"),
+            ("Service", "tf-serving-pods"),
+            ("Service", "tfx-canary-router"),
+            ("Service", "tfx-canary-router-pods"),
+            ("Service", "prometheus"),
+            ("ServiceAccount", "tfx-canary-serving"),
         ]
     )
     assert isinstance(objects[("Deployment", "tf-serving")], kubernetes.client.V1Deployment)
@@ -135,10 +148,19 @@ def container_ports(deployment) -> dict[str | int, int]:
     return ports
 
 
-@pytest.mark.parametrize("name", ["tf-serving", "tfx-canary-router"])
-def test_services_and_selectors_reach_their_deployment(objects, name: str) -> None:
+@pytest.mark.parametrize(
+    ("service_name", "name"),
+    [
+        ("tf-serving", "tf-serving"),
+        ("tf-serving-pods", "tf-serving"),
+        ("tfx-canary-router", "tfx-canary-router"),
+        ("tfx-canary-router-pods", "tfx-canary-router"),
+        ("prometheus", "prometheus"),
+    ],
+)
+def test_services_and_selectors_reach_their_deployment(objects, service_name: str, name: str) -> None:
     deployment = objects[("Deployment", name)]
-    service = objects[("Service", name)]
+    service = objects[("Service", service_name)]
     pod_labels = deployment.spec.template.metadata.labels
     assert deployment.spec.selector.match_labels.items() <= pod_labels.items()
     assert service.spec.selector.items() <= pod_labels.items()
@@ -167,10 +189,11 @@ def tf_serving_container(objects):
     return container
 
 
-def test_tf_serving_readiness_waits_for_the_model_status_endpoint(objects) -> None:
+def test_tf_serving_is_ready_only_once_stable_is_servable(objects) -> None:
     container = tf_serving_container(objects)
     probe = container.readiness_probe.http_get
-    assert re.fullmatch(r"/v1/models/[a-z0-9_]+", probe.path)
+    # TF Serving resolves a label's metadata only for an AVAILABLE version (LOADING or END: 404)
+    assert re.fullmatch(r"/v1/models/[a-z0-9_]+/labels/stable/metadata", probe.path)
     ports = container_ports(objects[("Deployment", "tf-serving")])
     assert ports[probe.port] == int(parse_flags(container.args)["rest_api_port"])
 
@@ -217,3 +240,83 @@ def test_autoscaler_targets_the_tf_serving_deployment(objects) -> None:
     assert 1 <= hpa.spec.min_replicas <= hpa.spec.max_replicas
     (container,) = objects[(target.kind, target.name)].spec.template.spec.containers
     assert "cpu" in container.resources.requests, "CPU utilisation needs a CPU request"
+
+
+def test_every_pod_service_is_headless_and_reaches_pods_that_are_not_ready(objects) -> None:
+    tf_pods = objects[("Service", "tf-serving-pods")]
+    assert tf_pods.spec.cluster_ip == "None" and tf_pods.spec.publish_not_ready_addresses
+    assert objects[("Service", "tfx-canary-router-pods")].spec.cluster_ip == "None"
+
+
+def cli_args(container) -> argparse.Namespace:
+    """The container's command as the real ``tfx-canary`` parser reads it (a bad flag fails here)."""
+    assert container.command[0] == "tfx-canary", container.command
+    return cli.build_parser().parse_args(container.command[1:] + list(container.args or []))
+
+
+def test_the_router_serves_rest_and_grpc_in_front_of_tf_serving(objects) -> None:
+    (container,) = objects[("Deployment", "tfx-canary-router")].spec.template.spec.containers
+    args = cli_args(container)
+    assert args.command == "route" and args.host == "0.0.0.0"
+    assert (args.server, args.grpc_server) == ("tf-serving:8501", "tf-serving:8500")
+    ports = container_ports(objects[("Deployment", "tfx-canary-router")])
+    assert (ports["http"], ports["grpc"]) == (args.port, args.grpc_port)
+
+
+def test_one_controller_runs_next_to_the_server_reading_prometheus(objects) -> None:
+    deployment = objects[("Deployment", "tfx-canary-controller")]
+    assert deployment.spec.replicas == 1 and deployment.spec.strategy.type == "Recreate"
+    (container,) = deployment.spec.template.spec.containers
+    args = cli_args(container)
+    assert args.command == "controller"
+    host, port = args.server.split(":")
+    assert (("Service", host) in objects) and objects[("Service", host)].spec.publish_not_ready_addresses
+    assert int(port) == int(parse_flags(tf_serving_container(objects).args)["rest_api_port"])
+    prometheus = urllib.parse.urlsplit(args.prometheus)
+    service = objects[("Service", prometheus.hostname)]
+    assert prometheus.port in {p.port for p in service.spec.ports}
+    mounts = {m.mount_path: m.name for m in container.volume_mounts}
+    assert args.serving_root in mounts and args.home in mounts
+    volumes = {v.name: v for v in deployment.spec.template.spec.volumes}
+    claim = volumes[mounts[args.home]].persistent_volume_claim.claim_name
+    assert ("PersistentVolumeClaim", claim) in objects  # the audit trail survives a restart
+    assert not volumes[mounts[args.serving_root]].csi.read_only  # it writes models.config
+
+
+def test_prometheus_config_in_the_configmap_is_the_checked_file(objects) -> None:
+    config_map = objects[("ConfigMap", "prometheus-config")]
+    assert config_map.data["prometheus.yml"] == (PROMETHEUS / "prometheus-k8s.yml").read_text()
+    assert config_map.data["recording.yml"] == (PROMETHEUS / "rules" / "recording.yml").read_text()
+    (volume,) = objects[("Deployment", "prometheus")].spec.template.spec.volumes
+    assert {item.key: item.path for item in volume.config_map.items} == {
+        "prometheus.yml": "prometheus.yml",
+        "recording.yml": "rules/recording.yml",  # where prometheus-k8s.yml's rule_files looks
+    }
+
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-k8s.yml"])
+def test_prometheus_configs_and_rules_pass_promtool(config: str) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed: run `make install` (tools/system_packages.py)"
+    checked = subprocess.run(
+        [promtool, "check", "config", str(PROMETHEUS / config)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 1 rule files found" in checked.stdout
+
+
+def test_the_pinned_tf_serving_release_serves_models_of_the_training_tensorflow(objects) -> None:
+    """TF Serving loads SavedModels of its own TensorFlow or older: a newer trainer can use ops it lacks."""
+    images = {tf_serving_container(objects).image}
+    images.add(
+        re.search(r"tensorflow/serving:[\w.-]+", (ROOT / "serving_configs" / "compose.yaml").read_text())[0]
+    )
+    script = (ROOT / "serving_configs" / "docker" / "run_tf_serving.sh").read_text()
+    images.update(re.findall(r"tensorflow/serving:[\w.-]+", script))
+    tags = {image.split(":")[1].removesuffix("-gpu") for image in images}
+    assert len(tags) == 1, f"the TF Serving image differs between the manifests: {sorted(images)}"
+    serving = tuple(int(part) for part in tags.pop().split(".")[:2])
+    training = tuple(int(part) for part in tf.__version__.split(".")[:2])
+    assert serving[0] == training[0] and training[1] <= serving[1] <= training[1] + 1, (
+        f"tensorflow/serving {serving} cannot be relied on for models trained with TensorFlow {training}"
+    )
