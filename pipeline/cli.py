@@ -79,7 +79,9 @@ def _add_csv_span(args: argparse.Namespace) -> int:
     from tfx_canary.errors import UsageError
 
     if not (args.csv and args.config):
-        raise UsageError("add-span --csv FILE needs --config (whose data_root gets the span), and back")
+        raise UsageError(
+            "add-span: --csv FILE and --config go together (the CSV becomes a span of its data_root)"
+        )
     config = load_config(args.config, home=args.home)
     columns = [feature.name for feature in preflight.read_schema(config).feature]
     header = preflight.check_header(config, args.csv, columns)
