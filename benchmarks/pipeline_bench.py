@@ -33,10 +33,10 @@ ALL_CASES = ("ours", "ours-mp", "retrain", "tfx-example", "tfx-example-mp")
 def _child_ours(home: Path, beam: list[str], spans: int, retrain: bool) -> float:
     """Run our pipeline; with ``retrain``, time only the run after adding the last span."""
     from pipeline import data
-    from pipeline.config import PipelineConfig
+    from pipeline.config import load_config
     from pipeline.runner import run_pipeline
 
-    config = PipelineConfig(home=str(home), span_window=16, beam_args=tuple(beam))
+    config = load_config(home=str(home), span_window=16, beam_args=tuple(beam))
     data.init_spans(config.paths.data_root, spans=spans - 1 if retrain else spans)
     if retrain:
         first = run_pipeline(config)

@@ -29,6 +29,14 @@ def _add_cloud_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_pipeline_config(parser) -> None:
+    parser.add_argument(
+        "--config",
+        help="the model's pipeline config file, as `tfx-canary run --config` takes it "
+        "(Vertex / KFP default: the cloud config's pipeline_config)",
+    )
+
+
 def _load_cloud(args: argparse.Namespace):
     from kubeflow.cloud_config import load_cloud_config
 
@@ -58,13 +66,13 @@ def _compiled(args: argparse.Namespace, cloud, target: str, scratch: str) -> Pat
         if not template.is_file():
             raise UsageError(f"template {template} does not exist")
         return template
-    return compile_pipeline(cloud, target, scratch)
+    return compile_pipeline(cloud, target, scratch, config_file=args.config)
 
 
 def _compile(args: argparse.Namespace) -> int:
     from kubeflow.compile import compile_pipeline
 
-    path = compile_pipeline(_load_cloud(args), args.target, args.output_dir)
+    path = compile_pipeline(_load_cloud(args), args.target, args.output_dir, config_file=args.config)
     print(path)
     return 0
 
@@ -150,6 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output-dir", default="build", help="where to write the file (default ./build)"
     )
     _add_cloud_config(compile_parser)
+    _add_pipeline_config(compile_parser)
     compile_parser.set_defaults(func=_compile)
 
     submit = subparsers.add_parser("submit", help="run the pipeline once on Vertex AI Pipelines")
@@ -157,6 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--template", help="a compiled .json (default: compile now)")
     submit.add_argument("--no-cache", action="store_true", help="rerun every step even if cached")
     submit.add_argument("--dry-run", action="store_true", help="print the exact request; send nothing")
+    _add_pipeline_config(submit)
     submit.set_defaults(func=_submit)
 
     schedule = subparsers.add_parser(
@@ -175,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--local", action="store_true", help="run the local scheduler daemon in the foreground"
     )
     add_home(local)
-    local.add_argument("--config", help="pipeline config YAML passed to `tfx-canary run`")
+    _add_pipeline_config(local)
     local.add_argument(
         "--poll-seconds", type=float, default=60.0, help="how often to look for new spans (default 60)"
     )

@@ -1,42 +1,21 @@
-"""The models this project ships, in one list: name, task, label, and where their TFX user code is.
+"""The example models this project ships, each a pipeline config file in ``models/configs/``.
 
-``PipelineConfig`` validates ``model`` against it, the eval config takes the label from it, and the CLI
-offers its names as choices. It imports nothing heavy, so ``tfx-canary --help`` stays fast; the feature
-lists of each model live in ``models.features``.
+A shipped example goes through exactly the same code path as a team's own config: ``tfx-canary run
+--model taxi_tips`` is a shortcut for ``--config <this package>/configs/taxi_tips.yaml``. It imports
+nothing, so ``tfx-canary --help`` stays fast.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-
-
-@dataclass(frozen=True)
-class CatalogModel:
-    name: str
-    task: str  # CLASSIFICATION or REGRESSION
-    label_key: str  # the transformed label feature the Trainer and TFMA read
-    description: str
-    preprocessing_fn: str = "models.preprocessing.preprocessing_fn"  # dotted path, as TFX takes it
-    run_fn: str = "models.model.run_fn"
+EXAMPLES = ("taxi_tips", "taxi_fare")
+DEFAULT_MODEL = "taxi_tips"  # what `tfx-canary run` and the demo train when given no config
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 
-MODELS: dict[str, CatalogModel] = {
-    m.name: m
-    for m in (
-        CatalogModel(
-            "taxi_tips", CLASSIFICATION, "big_tipper_xf", "is the tip more than 20% of the fare? (taxi data)"
-        ),
-        CatalogModel("taxi_fare", REGRESSION, "fare_label_xf", "the fare in dollars (taxi data)"),
-    )
-}
-DEFAULT_MODEL = "taxi_tips"
-
-
-def catalog_model(name: str) -> CatalogModel:
-    """The catalog entry of ``name``; a clear error naming the known models otherwise."""
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name]
+def example_config_file(name: str) -> Path:
+    """The config file of the shipped example ``name``; a clear error naming the examples otherwise."""
+    if name not in EXAMPLES:
+        raise KeyError(f"unknown example model {name!r}; choose one of {sorted(EXAMPLES)}")
+    return CONFIGS_DIR / f"{name}.yaml"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from models import catalog
+from models import contract
 
 # Raw CSV columns by the type CsvExampleGen infers for them.
 FLOAT_FEATURES = (
@@ -60,19 +60,18 @@ NOT_INPUTS = ("trip_start_timestamp", "tips", "pickup_census_tract")
 
 # A REST client must send these to ``serving_raw``; every other input is optional (see MISSING).
 REQUIRED_RAW_INPUTS = ("trip_miles", "trip_seconds", "payment_type")
-# What a client sends for a missing optional value in ``serving_raw`` (TF Serving requires every
-# input key in every instance): NaN for floats, -1 for integers, "" for strings.
-MISSING_FLOAT = float("nan")
-MISSING_INT = -1
-MISSING_STRING = ""
+# What a client sends for a missing optional value in ``serving_raw`` (see ``models.contract``).
+MISSING_FLOAT = contract.MISSING_FLOAT
+MISSING_INT = contract.MISSING_INT
+MISSING_STRING = contract.MISSING_STRING
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What one model predicts (from ``models.catalog``) and from which raw features."""
+    """What one taxi model predicts (its config's settings) and from which raw features."""
 
     name: str
-    task: str  # catalog.CLASSIFICATION or catalog.REGRESSION
+    task: str  # models.contract.BINARY or REGRESSION
     label_key: str  # the transformed label feature
     input_keys: tuple[str, ...]  # raw features the model reads
 
@@ -86,20 +85,18 @@ def _inputs_without(*excluded: str) -> tuple[str, ...]:
     return tuple(k for k in every if k not in NOT_INPUTS and k not in excluded)
 
 
-# The raw features each catalog model reads (the fare model must not see the fare it predicts).
-_INPUTS = {"taxi_tips": _inputs_without(), "taxi_fare": _inputs_without("fare")}
-MODELS = {
-    name: ModelSpec(name, entry.task, entry.label_key, _INPUTS[name])
-    for name, entry in catalog.MODELS.items()
-}
+# The raw features each taxi model reads (the fare model must not see the fare it predicts).
+INPUTS = {"taxi_tips": _inputs_without(), "taxi_fare": _inputs_without("fare")}
 
 
 def model_spec(custom_config: dict | None) -> ModelSpec:
-    """The model selected by a component's ``custom_config`` (``{"model": "taxi_fare"}``)."""
-    name = (custom_config or {}).get("model", catalog.DEFAULT_MODEL)
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name]
+    """The taxi model a component's ``custom_config`` selects (``model: taxi_fare`` in its config file),
+    with the label and task the pipeline put there (``models.contract``)."""
+    name = (custom_config or {}).get("model")
+    if name not in INPUTS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(INPUTS)}")
+    settings = contract.ModelSettings.from_custom_config(custom_config)
+    return ModelSpec(name, settings.task, settings.label_key, INPUTS[name])
 
 
 def raw_dtype(key: str) -> tf.DType:
@@ -113,5 +110,4 @@ def raw_dtype(key: str) -> tf.DType:
     raise KeyError(f"unknown feature {key!r}")
 
 
-def transformed_name(key: str) -> str:
-    return f"{key}_xf"
+transformed_name = contract.transformed_name

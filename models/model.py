@@ -1,15 +1,9 @@
-"""The Keras model and the TFX ``run_fn`` that trains and exports it.
+"""The taxi Keras model and the TFX ``run_fn`` that trains it and exports it with ``models.export``.
 
-The export carries four signatures (names are a contract with the server and the canary tooling):
-
-- ``serving_default``: ``examples`` = serialized ``tf.Example`` [None]. The classifier returns
-  ``scores`` (float32 [None, 2]: P(class "0"), P(class "1")) and ``classes`` (string [None, 2]), which
-  TF Serving's Classify API understands; the regressor returns ``outputs`` (float32 [None]) for Regress.
-- ``serving_raw``: the model's raw features as named tensors [None] (float32, int64, string), same
-  outputs, for plain-JSON REST clients. Only ``features.REQUIRED_RAW_INPUTS`` must carry real values;
-  other inputs may carry the MISSING sentinel (NaN, -1, "") and are then treated like a missing value.
-- ``transform_features``: the tf.Transform graph over serialized examples (TFMA computes the label).
-- ``eval_examples``: serialized examples to one prediction column (``prediction``), what TFMA scores.
+The export's signatures are those of every model (``models.export``): ``serving_default`` (Classify
+``scores`` [None, 2] for classes "0" and "1", or Regress ``outputs``), ``serving_raw`` over the taxi
+model's raw inputs (only ``features.REQUIRED_RAW_INPUTS`` must carry real values; the others may carry
+the missing-value markers NaN, -1, ""), ``transform_features`` and ``eval_examples``.
 """
 
 from __future__ import annotations
@@ -21,7 +15,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.tfxio import dataset_options
 
-from models import catalog, features
+from models import contract, export, features
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +51,7 @@ def build_keras_model(spec: features.ModelSpec) -> tf.keras.Model:
     hidden = tf.keras.layers.concatenate(deep + wide)
     for units in HIDDEN_UNITS:
         hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
-    if spec.task == catalog.CLASSIFICATION:
+    if _classifies(spec):
         output = tf.keras.layers.Dense(1, activation="sigmoid")(hidden)
         loss, metrics = "binary_crossentropy", [tf.keras.metrics.BinaryAccuracy()]
     else:
@@ -76,66 +70,15 @@ def _dataset(fn_args: FnArgs, files: list[str], tf_transform_output, label_key: 
     ).repeat()
 
 
-def _sparse_from_dense(value: tf.Tensor) -> tf.SparseTensor:
-    """A [batch, 1] sparse tensor holding the present values; sentinels become missing entries."""
-    if value.dtype == tf.string:
-        present = tf.not_equal(value, features.MISSING_STRING)
-    elif value.dtype.is_floating:
-        present = tf.logical_not(tf.math.is_nan(value))
-    else:
-        present = tf.not_equal(value, features.MISSING_INT)
-    rows = tf.where(present)
-    indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
-    batch = tf.shape(value, out_type=tf.int64)[0]
-    return tf.SparseTensor(indices, tf.gather_nd(value, rows), tf.stack([batch, tf.constant(1, tf.int64)]))
+def export_signatures(model: tf.keras.Model, tf_transform_output, custom_config: dict) -> dict:
+    """The signatures ``models.export`` builds for any model, over this taxi model's raw inputs."""
+    settings = contract.ModelSettings.from_custom_config(custom_config)
+    raw_inputs = features.model_spec(custom_config).input_keys
+    return export.signatures(model, tf_transform_output, settings, raw_inputs=raw_inputs)
 
 
-def _outputs(spec: features.ModelSpec, prediction: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Classify- or Regress-compatible outputs from the model's [batch, 1] prediction."""
-    if spec.task == catalog.CLASSIFICATION:
-        scores = tf.concat([1.0 - prediction, prediction], axis=1)
-        classes = tf.tile(tf.constant([["0", "1"]]), [tf.shape(prediction)[0], 1])
-        return {"scores": scores, "classes": classes}
-    return {"outputs": tf.reshape(prediction, [-1])}
-
-
-def export_signatures(model: tf.keras.Model, tf_transform_output, spec: features.ModelSpec) -> dict:
-    """The concrete functions saved with the model (see the module docstring)."""
-    model.tft_layer = tf_transform_output.transform_features_layer()
-    raw_spec = tf_transform_output.raw_feature_spec()
-    serving_spec = {k: v for k, v in raw_spec.items() if k in spec.input_keys}
-
-    def predict_raw(raw: dict) -> tf.Tensor:
-        transformed = model.tft_layer(raw)
-        names = [features.transformed_name(k) for k in spec.input_keys]
-        return model({name: transformed[name] for name in names})
-
-    examples = tf.TensorSpec([None], tf.string, name="examples")
-
-    @tf.function(input_signature=[examples])
-    def serving_default(serialized):
-        return _outputs(spec, predict_raw(tf.io.parse_example(serialized, serving_spec)))
-
-    @tf.function(input_signature=[examples])
-    def eval_examples(serialized):
-        return {"prediction": predict_raw(tf.io.parse_example(serialized, serving_spec))}
-
-    @tf.function(input_signature=[examples])
-    def transform_features(serialized):
-        return model.tft_layer(tf.io.parse_example(serialized, raw_spec))
-
-    @tf.function(
-        input_signature=[{k: tf.TensorSpec([None], features.raw_dtype(k), name=k) for k in spec.input_keys}]
-    )
-    def serving_raw(named):
-        return _outputs(spec, predict_raw({k: _sparse_from_dense(v) for k, v in named.items()}))
-
-    return {
-        "serving_default": serving_default,
-        "serving_raw": serving_raw,
-        "transform_features": transform_features,
-        "eval_examples": eval_examples,
-    }
+def _classifies(spec: features.ModelSpec) -> bool:
+    return spec.task == contract.BINARY
 
 
 def _log_epoch(epoch: int, metrics: dict | None) -> None:
@@ -160,8 +103,10 @@ def run_fn(fn_args: FnArgs) -> None:
         verbose=0,  # Keras prints to stdout; the metrics go to the run's log instead
         callbacks=[tf.keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch)],
     )
-    tf.saved_model.save(
+    export.export_model(
         model,
+        tf_transform_output,
+        fn_args.custom_config,
         fn_args.serving_model_dir,
-        signatures=export_signatures(model, tf_transform_output, spec),
+        raw_inputs=spec.input_keys,
     )

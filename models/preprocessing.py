@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import catalog, features
+from models import contract, features
 
 
 def fill_in_missing(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
@@ -45,7 +45,7 @@ def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
             raise ValueError(f"no encoding defined for input feature {key!r}")
 
     fare = fill_in_missing(inputs["fare"])
-    if spec.task == catalog.CLASSIFICATION:
+    if spec.task == contract.BINARY:
         tips = fill_in_missing(inputs["tips"])
         # A big tipper tipped more than 20% of the fare.
         outputs[spec.label_key] = tf.cast(tf.greater(tips, fare * 0.2), tf.int64)

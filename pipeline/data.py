@@ -16,7 +16,6 @@ import re
 import shutil
 import tempfile
 from collections import defaultdict
-from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,11 +23,6 @@ log = logging.getLogger(__name__)
 SPAN_PATTERN = "span-{SPAN}/*"
 _SPAN_DIR = re.compile(r"^span-(\d+)$")
 FIRST_YEAR = 2013
-
-
-def schema_path() -> Path:
-    """The curated raw-data schema of the taxi spans, shipped in this package."""
-    return Path(str(resources.files("pipeline") / "schema" / "taxi.pbtxt"))
 
 
 def sample_csv() -> Path:
@@ -66,6 +60,12 @@ def present_spans(data_root: str | Path) -> list[int]:
         return []
     found = (_SPAN_DIR.match(p.name) for p in data_root.iterdir() if p.is_dir())
     return sorted(int(m.group(1)) for m in found if m)
+
+
+def span_files(data_root: str | Path, span: int) -> list[Path]:
+    """The files CsvExampleGen reads for ``span`` (``span-<N>/*``), sorted."""
+    folder = Path(data_root) / f"span-{span}"
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def empty_files(data_root: str | Path, span: int) -> list[str]:

@@ -27,65 +27,57 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.dsl.placeholder.placeholder_base import logical_and
 
 from components.backfill_spans.component import BackfillSpans
+from components.data_gate import clean_span
 from components.merge_spans.component import MergeSpans
 from components.safe_pusher.component import SafePusher
 from components.serving_config.component import ServingConfigGen
 from components.span_validator.component import SpanValidator
 from components.span_window.strategy import ValidatedSpanWindowStrategy
-from models.catalog import CLASSIFICATION
+from models import contract
 from pipeline import data
-from pipeline.config import PipelineConfig
+from pipeline.config import MetricGate, PipelineConfig
 
 ORCHESTRATORS = ("local", "kubeflow_v2")
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """TFMA gates: absolute thresholds, and no more than ``max_metric_drop`` worse than the baseline."""
-    if config.task == CLASSIFICATION:
-        metrics = [
-            _metric("AUC", config.min_auc, higher_is_better=True, drop=config.max_metric_drop),
-            _metric("BinaryAccuracy", config.min_accuracy, higher_is_better=True, drop=None),
-            tfma.MetricConfig(class_name="ExampleCount"),
-        ]
-    else:
-        metrics = [
-            _metric("MeanAbsoluteError", config.max_mae, higher_is_better=False, drop=config.max_metric_drop),
-            tfma.MetricConfig(class_name="MeanSquaredError"),
-            tfma.MetricConfig(class_name="ExampleCount"),
-        ]
+    """TFMA gates from ``config.metrics``: value thresholds, and no more than ``max_drop`` worse than
+    the baseline (the latest blessed model)."""
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
-                signature_name="eval_examples",
-                prediction_key="prediction",
-                label_key=config.catalog_entry.label_key,
-                preprocessing_function_names=["transform_features"],
+                signature_name=contract.EVAL_EXAMPLES,
+                prediction_key=contract.PREDICTION_KEY,
+                label_key=config.label_key,
+                preprocessing_function_names=[contract.TRANSFORM_FEATURES],
             )
         ],
         slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        metrics_specs=[tfma.MetricsSpec(metrics=[_metric(gate) for gate in config.metrics])],
     )
 
 
-def _metric(name: str, bound: float, higher_is_better: bool, drop: float | None) -> tfma.MetricConfig:
-    if higher_is_better:
+def _metric(gate: MetricGate) -> tfma.MetricConfig:
+    bound = gate.min if gate.higher_is_better else gate.max
+    if bound is None:
+        return tfma.MetricConfig(class_name=gate.name)
+    if gate.higher_is_better:
         value = tfma.GenericValueThreshold(lower_bound={"value": bound})
     else:
         value = tfma.GenericValueThreshold(upper_bound={"value": bound})
     change = None
-    if drop is not None:
+    if gate.max_drop is not None:
         # Ignored on the first run, when there is no baseline yet.
         change = tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER
-            if higher_is_better
+            if gate.higher_is_better
             else tfma.MetricDirection.LOWER_IS_BETTER,
-            absolute={"value": -drop if higher_is_better else drop},
+            absolute={"value": -gate.max_drop if gate.higher_is_better else gate.max_drop},
         )
     return tfma.MetricConfig(
-        class_name=name, threshold=tfma.MetricThreshold(value_threshold=value, change_threshold=change)
+        class_name=gate.name, threshold=tfma.MetricThreshold(value_threshold=value, change_threshold=change)
     )
 
 
@@ -95,7 +87,7 @@ def create_pipeline(
     ingest_only: bool = False,
     orchestrator: str = "local",
 ) -> tfx.dsl.Pipeline:
-    """The training pipeline for ``config.model``, writing under ``config.home``.
+    """The training pipeline of the model ``config`` names, writing under ``config.home``.
 
     ``backfill_spans`` are older spans to ingest and validate in this run too (local runs only: the
     window that uses them is a local resolver); ``ingest_only`` stops after validation;
@@ -111,8 +103,7 @@ def create_pipeline(
         return _pipeline(config, components, orchestrator)
 
     # ExampleValidator alone blocks nothing: only a span without anomalies in every split goes on.
-    blessed = ingest.validator.outputs["anomalies"].future()[0].custom_property("blessed")
-    with tfx.dsl.Cond(logical_and(blessed["train"] == 1, blessed["eval"] == 1)):
+    with tfx.dsl.Cond(clean_span(ingest.validator)):
         training_examples = ingest.example_gen.outputs["examples"]
         if orchestrator == "local":
             validators = [ingest.validator] + ([ingest.backfill] if ingest.backfill else [])
@@ -143,9 +134,7 @@ class _Ingest:
 
 
 def _ingest(config: PipelineConfig, backfill_spans: Sequence[int]) -> _Ingest:
-    schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=config.schema_file or str(data.schema_path())
-    ).with_id("ImportSchemaGen")
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id("ImportSchemaGen")
     schema = schema_gen.outputs["schema"]
     data_root = config.paths.data_root
     example_gen = tfx.components.CsvExampleGen(
@@ -173,19 +162,18 @@ def _ingest(config: PipelineConfig, backfill_spans: Sequence[int]) -> _Ingest:
 
 def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
     """Transform → Trainer → Resolver (latest blessed model) → Evaluator (value + change thresholds)."""
-    model = config.catalog_entry
-    custom_config = {"model": config.model}
+    custom_config = config.user_custom_config
     transform = tfx.components.Transform(
         examples=examples,
         schema=schema,
-        preprocessing_fn=model.preprocessing_fn,
+        preprocessing_fn=config.preprocessing_fn,
         custom_config=custom_config,
         # Pre/post-transform TFDV statistics gate nothing here (each span was validated above) and
         # cost two more statistics passes over the whole window.
         disable_statistics=True,
     ).with_id("Transform")
     trainer = tfx.components.Trainer(
-        run_fn=model.run_fn,
+        run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,

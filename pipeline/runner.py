@@ -28,6 +28,7 @@ from pipeline.outcome import (
     span_ranges,
     validated_spans,
 )
+from pipeline.preflight import check_config
 from tfx_canary.logs import fd2_to
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,11 @@ def _tfx_logs(log_file: Path, progress: Progress) -> Iterator[_ProgressHandler]:
 
 
 def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> RunResult:
-    """Run once on the spans present; never raises for a failed component (see ``RunResult.ok``)."""
+    """Run once on the spans present; never raises for a failed component (see ``RunResult.ok``).
+
+    A config that does not fit its code, schema or data raises ``ConfigError`` before any component
+    runs (``pipeline.preflight``).
+    """
     say = progress or log.info
     started = time.monotonic()
     result = RunResult(pipeline=config.name, model=config.model)
@@ -112,6 +117,9 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
         result.ok = False
         result.reason = f"no data spans under {data_root}: run `tfx-canary data init` first"
         return result
+    window = spans[-config.span_window :]
+    # Bad config, code or data fails here, in one line, before anything is written.
+    check_config(config, [f for span in window for f in data.span_files(data_root, span)])
     empty = data.empty_files(Path(data_root), spans[-1])
     if empty:
         result.spans, result.refused = [spans[-1]], True
@@ -128,7 +136,6 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
 
     log_file = Path(config.pipeline_root) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     result.log_file = str(log_file)
-    window = spans[-config.span_window :]
     backfill = sorted(set(window[:-1]) - validated_spans(config))
     before = last_execution_id(config)
     with _tfx_logs(log_file, say) as handler:

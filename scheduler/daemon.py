@@ -424,13 +424,10 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 def settings_from_args(args: argparse.Namespace) -> SchedulerSettings:
-    from pipeline.config import PipelineConfig
+    from pipeline.config import load_config
 
     home = Path(Home.resolve(args.home).root)
-    overrides = {"home": str(home)}
-    config = (
-        PipelineConfig.from_yaml(args.config, **overrides) if args.config else PipelineConfig(home=str(home))
-    )
+    config = load_config(args.config, home=str(home))
     run_command = [sys.executable, "-m", "tfx_canary.cli", "run", "--home", str(home)]
     if args.config:
         run_command += ["--config", args.config]

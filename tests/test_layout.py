@@ -44,6 +44,17 @@ FORBIDDEN = {
     "scheduler": ("components", "rollout", "kubeflow", "fixtures", "serving", *ENTRY_POINTS),
     "kubeflow": ("rollout", "fixtures", "serving", "components", *ENTRY_POINTS),
     "models": tuple(p for p in PACKAGES if p != "models"),
+    # Scaffolding writes a project for the pipeline; it knows nothing of what comes after training.
+    "scaffold": (
+        "components",
+        "release",
+        "serving",
+        "rollout",
+        "scheduler",
+        "kubeflow",
+        "fixtures",
+        *ENTRY_POINTS,
+    ),
     "fixtures": ("components", "rollout", "scheduler", "kubeflow", *ENTRY_POINTS),
 }
 # The foundation every stage may use imports nothing of the project.
@@ -54,6 +65,7 @@ LEAVES = (
     "tfx_canary.process",
     "serving.paths",
     "models.catalog",
+    "models.contract",
 )
 
 

@@ -29,6 +29,7 @@ from release import operations
 from release.config_store import read_release
 from release.serving_dir import CONFIG_NAME, write_text_atomic
 from rollout.load import SteadyLoad
+from tests.pipeline_configs import write_config
 from tests.prometheus import Prometheus
 from tests.rollout.bad_models import write_failing_model, write_slow_model
 
@@ -98,8 +99,13 @@ def test_vertex_style_release_through_two_routers_and_prometheus(tmp_path):
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
     pipeline_config = tmp_path / "pipeline.yaml"
-    pipeline_config.write_text(
-        "train_steps: 150\neval_steps: 5\nwarmup_examples: 2\nmax_metric_drop: 0.1\nspan_window: 3\n"
+    write_config(
+        pipeline_config,
+        train_steps=150,
+        eval_steps=5,
+        warmup_examples=2,
+        span_window=3,
+        metrics=[{"name": "AUC", "min": 0.7, "max_drop": 0.1}, {"name": "BinaryAccuracy", "min": 0.6}],
     )  # no server_address: the pipeline stops after phase 1, as on Vertex
 
     started: list[Process] = []

@@ -14,7 +14,7 @@ from ml_metadata.proto import metadata_store_pb2
 from fixtures.served_root import ServedRoot
 from fixtures.taxi import serving_raw_bodies
 from pipeline import data
-from pipeline.config import PipelineConfig
+from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from release import audit, config_store
 from release.metadata import open_store
@@ -57,13 +57,17 @@ def test_push_canary_promote_rollback_with_zero_failed_requests(tmp_path, capsys
     home = tmp_path / "home"
     data.init_spans(home / "data" / "taxi", spans=2, rows_per_span=ROWS_PER_SPAN)
     with ServedRoot(home / "serving", model=MODEL, poll_seconds=1) as served:
-        config = PipelineConfig(
+        config = load_config(
             home=home,
             span_window=3,
             train_steps=200,
             eval_steps=5,
             warmup_examples=2,
-            max_metric_drop=0.1,
+            metrics=[
+                {"name": "AUC", "min": 0.7, "max_drop": 0.1},
+                {"name": "BinaryAccuracy", "min": 0.6},
+                {"name": "ExampleCount"},
+            ],
             server_address=served.address,
         )
         client = ServerClient(served.address)

@@ -26,6 +26,7 @@ log = logging.getLogger("tfx_canary")
 
 # Modules that add subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "scaffold.cli",
     "pipeline.cli",
     "kubeflow.cli",
     "release.cli",

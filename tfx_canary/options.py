@@ -17,10 +17,12 @@ def home_of(args: argparse.Namespace) -> Home:
 
 
 def add_model_choice(parser: argparse.ArgumentParser, **kwargs) -> None:
-    """``--model`` for commands that train: one of the models in ``models.catalog``."""
-    from models.catalog import MODELS
+    """``--model`` for commands that train: a shipped example model (``models.catalog``)."""
+    from models.catalog import EXAMPLES
 
-    parser.add_argument("--model", choices=sorted(MODELS), help="which model to train", **kwargs)
+    parser.add_argument(
+        "--model", choices=sorted(EXAMPLES), help="train a shipped example (its config file)", **kwargs
+    )
 
 
 def add_serving_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:

@@ -20,10 +20,12 @@ from kfp.client import client as kfp_client
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow.cloud_config import load_cloud_config
-from kubeflow.compile import IMAGE_SCHEMA_FILE, IMAGE_SOURCE_DIR, compile_pipeline
+from kubeflow.compile import IMAGE_SOURCE_DIR, IMAGE_USER_PROJECT_DIR, compile_pipeline
 from pipeline.pipeline import create_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
+# The shipped example's schema, where the Dockerfile puts it in the image.
+IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_DIR}/models/configs/taxi.pbtxt"
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +122,53 @@ def test_full_pipeline_compiles_with_a_blessing_gated_pusher(cloud, tmp_path) ->
     assert "Pusher" in tasks["ServingConfigGen"]["dependentTasks"]
     schemas = json.dumps({name: json_format.MessageToDict(c) for name, c in spec.components.items()})
     assert "title: canary.ServingConfig" in schemas
+
+
+def test_a_teams_own_config_compiles_with_its_dotted_paths_and_image_paths(cloud, tmp_path) -> None:
+    """The config `tfx-canary compile --config` takes: the spec names the team's code, its schema where
+    the Dockerfile's USER_PROJECT puts it, its label and task, and no file of this machine."""
+    project = tmp_path / "wine"
+    package = project / "wine_model"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "code.py").write_text(
+        "def preprocessing_fn(inputs, custom_config):\n    return inputs\n\n\n"
+        "def run_fn(fn_args):\n    pass\n"
+    )
+    (project / "schema").mkdir()
+    (project / "schema" / "schema.pbtxt").write_text(
+        'feature { name: "alcohol" type: FLOAT }\nfeature { name: "cultivar" type: INT }\n'
+    )
+    config = project / "config.yaml"
+    config.write_text(
+        "model: wine\ncode_dir: .\npreprocessing_fn: wine_model.code.preprocessing_fn\n"
+        "run_fn: wine_model.code.run_fn\nschema_file: schema/schema.pbtxt\nlabel: cultivar\n"
+        "task: multiclass_classification\nclasses: ['0', '1', '2']\n"
+        "metrics: [{name: SparseCategoricalAccuracy, min: 0.8, max_drop: 0.05}]\n"
+    )
+    path = compile_pipeline(cloud, "vertex", tmp_path / "out", config_file=config)
+    assert path.name == "wine.json"
+    job = json.loads(path.read_text())
+    spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    text = json.dumps(json_format.MessageToDict(spec))
+    for dotted in ("wine_model.code.preprocessing_fn", "wine_model.code.run_fn"):
+        assert dotted in text, f"{dotted} is missing from the compiled spec"
+    assert "models.preprocessing.preprocessing_fn" not in text and "models.model.run_fn" not in text
+    assert f"{IMAGE_USER_PROJECT_DIR}/schema/schema.pbtxt" in text
+    assert "multiclass_classification" in text and "cultivar_xf" in text
+    assert "SparseCategoricalAccuracy" in text
+    assert str(tmp_path) not in text, "a path of this machine would not exist in the pipeline image"
+
+
+def test_a_config_whose_code_does_not_import_is_refused_before_compiling(cloud, tmp_path) -> None:
+    from tfx_canary.errors import ConfigError
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model: m\npreprocessing_fn: nosuch.preprocessing_fn\nrun_fn: nosuch.run_fn\n"
+        f"schema_file: {ROOT / 'models' / 'configs' / 'taxi.pbtxt'}\nlabel: fare\ntask: regression\n"
+        "metrics: [{name: MeanAbsoluteError, max: 5}]\n"
+    )
+    with pytest.raises(ConfigError, match=r"preprocessing_fn in .*module 'nosuch' does not import"):
+        compile_pipeline(cloud, "vertex", tmp_path / "out", config_file=config)
+    assert not (tmp_path / "out").exists()

@@ -93,3 +93,15 @@ def test_project_code_parses_and_imports_on_python_3_10() -> None:
                     )
             checked += 1
     assert checked >= len(project_packages())
+
+
+def test_image_installs_the_users_project_from_a_build_arg() -> None:
+    from kubeflow.compile import IMAGE_USER_PROJECT_DIR
+
+    steps = instructions(ROOT / "Dockerfile")
+    assert ("ARG", 'USER_PROJECT=""') in steps
+    run = " ".join(args for kind, args in steps if kind == "RUN")
+    assert f'cp -r "/tfx-canary/$USER_PROJECT" {IMAGE_USER_PROJECT_DIR}' in run
+    assert f"python -m pip install --no-cache-dir {IMAGE_USER_PROJECT_DIR}" in run
+    # No project given: nothing of it is copied or installed.
+    assert 'if [ -n "$USER_PROJECT" ]; then' in run

@@ -2,9 +2,9 @@
 
 import pytest
 
-from fixtures.taxi import ROWS, raw_rows, to_example, transform_rows
+from fixtures.taxi import ROWS, custom_config, raw_rows, taxi_spec, to_example, transform_rows
 
-__all__ = ["ROWS", "raw_rows", "to_example", "transform_rows"]
+__all__ = ["ROWS", "custom_config", "raw_rows", "taxi_spec", "to_example", "transform_rows"]
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,12 @@ import tensorflow as tf
 
 from models import features
 
-from .conftest import ROWS, raw_rows, to_example
+from .conftest import ROWS, raw_rows, taxi_spec, to_example
 
 
 def test_tips_features_are_encoded_and_label_is_big_tipper(tips_transform):
     _, output = tips_transform
-    spec = features.MODELS["taxi_tips"]
+    spec = taxi_spec("taxi_tips")
     names = set(output.transformed_feature_spec())
     assert names == {features.transformed_name(k) for k in spec.input_keys} | {spec.label_key}
     rows = raw_rows()

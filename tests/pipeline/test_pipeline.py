@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.config import PipelineConfig
+from pipeline.config import load_config
 from pipeline.pipeline import beam_args, create_pipeline
 
 
@@ -13,7 +13,7 @@ def _nodes(pipeline):
 
 
 def test_backfill_adds_one_node_for_all_older_spans_before_the_window(tmp_path):
-    config = PipelineConfig(home=tmp_path, span_window=4)
+    config = load_config(home=tmp_path, span_window=4)
     nodes = _nodes(create_pipeline(config, backfill_spans=[3, 1, 2, 3]))
     backfill = nodes["BackfillSpans"]
     assert json.loads(backfill.exec_properties["spans"]) == [1, 2, 3]
@@ -28,18 +28,18 @@ def test_backfill_adds_one_node_for_all_older_spans_before_the_window(tmp_path):
 
 
 def test_without_backfill_the_pipeline_has_only_the_newest_span_ingest(tmp_path):
-    nodes = _nodes(create_pipeline(PipelineConfig(home=tmp_path)))
+    nodes = _nodes(create_pipeline(load_config(home=tmp_path)))
     assert "BackfillSpans" not in nodes
     assert {"CsvExampleGen", "SpanWindow", "Transform", "Pusher"} <= set(nodes)
 
 
 def test_backfill_is_refused_for_kubeflow(tmp_path):
     with pytest.raises(ValueError, match="backfill_spans"):
-        create_pipeline(PipelineConfig(home=tmp_path), backfill_spans=[1], orchestrator="kubeflow_v2")
+        create_pipeline(load_config(home=tmp_path), backfill_spans=[1], orchestrator="kubeflow_v2")
 
 
 def test_local_runs_declare_the_project_as_beam_dependency(tmp_path):
-    config = PipelineConfig(home=tmp_path)
+    config = load_config(home=tmp_path)
     local = beam_args(config)
     assert local[: len(config.beam_args)] == list(config.beam_args)
     [setup_file] = [a for a in local if a.startswith("--setup_file=")]

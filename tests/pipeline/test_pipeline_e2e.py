@@ -15,10 +15,10 @@ import tensorflow as tf
 import yaml
 from tensorflow_serving.apis import prediction_log_pb2
 
-from fixtures.taxi import to_example
+from fixtures.taxi import taxi_spec, to_example
 from models import features
 from pipeline import data
-from pipeline.config import PipelineConfig
+from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from release.metadata import open_store
 from release.serving_dir import list_versions
@@ -47,15 +47,17 @@ COMPONENTS = {
 def config(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     data.init_spans(home / "data" / "taxi", spans=2, rows_per_span=ROWS_PER_SPAN)
-    return PipelineConfig(
+    return load_config(
         home=home,
         span_window=3,
         train_steps=200,
         eval_steps=5,
         warmup_examples=2,
-        min_auc=0.7,
-        min_accuracy=0.6,
-        max_metric_drop=0.1,
+        metrics=[
+            {"name": "AUC", "min": 0.7, "max_drop": 0.1},
+            {"name": "BinaryAccuracy", "min": 0.6},
+            {"name": "ExampleCount"},
+        ],
     )
 
 
@@ -100,7 +102,7 @@ def test_first_run_pushes_a_blessed_version(config, runs):
     runs["first"] = result
     assert result.ok, result.reason
     assert result.blessed is True and result.pushed_version is not None, result.reason
-    assert result.metrics["auc"] >= config.min_auc
+    assert result.metrics["auc"] >= config.metrics[0].min
     # The first run also ingested and validated the older span 1, in the same run.
     assert result.backfilled == [1]
     assert _executed_nodes(config) == COMPONENTS | {"BackfillSpans"}
@@ -121,7 +123,7 @@ def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
     expected = trainer_model.signatures["serving_default"](examples=examples)["scores"].numpy()
     got = pushed.signatures["serving_default"](examples=examples)["scores"].numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    spec = features.MODELS["taxi_tips"]
+    spec = taxi_spec("taxi_tips")
     named = {}
     for key in spec.input_keys:
         dtype = features.raw_dtype(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fixtures.models import write_fixture_model
 from fixtures.served_root import ServedRoot
-from pipeline.config import PipelineConfig
+from pipeline.config import load_config
 from pipeline.runner import finish_pending_release
 from release import audit, operations
 from release.metadata import open_store
@@ -16,7 +16,7 @@ def test_a_version_listed_by_a_killed_run_is_labelled_by_the_next(tmp_path):
     with ServedRoot(tmp_path / "serving") as served:
         # what a run killed while ServingConfigGen waited for AVAILABLE leaves: listed, not labelled
         operations.publish(operations.Target(served.root, "m"), 1)
-        config = PipelineConfig(home=str(tmp_path), serving_model_name="m", server_address=served.address)
+        config = load_config(home=str(tmp_path), serving_model_name="m", server_address=served.address)
         said = []
         finish_pending_release(config, said.append)
         state = served.target().read().state
@@ -32,7 +32,7 @@ def test_a_version_that_failed_to_load_is_unlisted_again(tmp_path):
         operations.publish(served.target(), 1)
         fake_version(tmp_path / "serving" / "m", 2)  # complete on disk, but not a SavedModel
         operations.publish(operations.Target(served.root, "m"), 2)
-        config = PipelineConfig(home=str(tmp_path), serving_model_name="m", server_address=served.address)
+        config = load_config(home=str(tmp_path), serving_model_name="m", server_address=served.address)
         said = []
         finish_pending_release(config, said.append)
         state = served.target().read().state

@@ -24,6 +24,7 @@ from pipeline import data
 from release.config_store import parse_config, read_release
 from release.server_client import ServerClient
 from scheduler.daemon import RunLock, served_versions
+from tests.pipeline_configs import write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -61,23 +62,17 @@ def server_address(home: Path):
 @pytest.fixture
 def config_file(home: Path, server_address: str) -> Path:
     path = home / "pipeline.yaml"
-    path.write_text(
-        "\n".join(
-            [
-                f"model: {MODEL}",
-                "span_window: 3",
-                "train_steps: 30",
-                "eval_steps: 5",
-                "warmup_examples: 2",
-                "min_auc: 0.0",  # the gates are tested in tests/pipeline; here every model is blessed
-                "min_accuracy: 0.0",
-                "max_metric_drop: 1.0",
-                f"server_address: {server_address}",
-                "",
-            ]
-        )
+    return write_config(
+        path,
+        model=MODEL,
+        span_window=3,
+        train_steps=30,
+        eval_steps=5,
+        warmup_examples=2,
+        # The gates are tested in tests/pipeline; here every model is blessed.
+        metrics=[{"name": "AUC", "min": 0.0, "max_drop": 1.0}, {"name": "BinaryAccuracy", "min": 0.0}],
+        server_address=server_address,
     )
-    return path
 
 
 class Daemon:

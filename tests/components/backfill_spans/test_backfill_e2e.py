@@ -8,7 +8,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components.spans import artifact_span
 from pipeline import data
-from pipeline.config import PipelineConfig
+from pipeline.config import load_config
 from pipeline.outcome import validated_spans
 from pipeline.runner import run_pipeline
 from release.metadata import open_store
@@ -21,14 +21,13 @@ ROWS_PER_SPAN = 120
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    config = PipelineConfig(
+    config = load_config(
         home=home,
         span_window=3,
         train_steps=20,
         eval_steps=2,
         warmup_examples=1,
-        min_auc=0.0,
-        min_accuracy=0.0,
+        metrics=[{"name": "AUC", "min": 0.0, "max_drop": 0.01}, {"name": "BinaryAccuracy", "min": 0.0}],
     )
     header, spans = data.split_into_spans()
     rows = [list(r) for r in data._sample(spans[1], ROWS_PER_SPAN)]

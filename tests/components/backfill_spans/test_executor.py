@@ -22,7 +22,7 @@ from components.backfill_spans.executor import Executor
 from components.spans import artifact_span
 from components.window_ingest.ingest import find_span_files
 from pipeline import data
-from pipeline.data import schema_path
+from pipeline.config import load_config
 from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
 
 ROWS_PER_SPAN = 80
@@ -53,7 +53,7 @@ def spans(tmp_path_factory):
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory):
     folder = tmp_path_factory.mktemp("schema")
-    shutil.copy(schema_path(), folder / "schema.pbtxt")
+    shutil.copy(load_config(model="taxi_tips").schema_file, folder / "schema.pbtxt")
     return _artifact(standard_artifacts.Schema, folder)
 
 

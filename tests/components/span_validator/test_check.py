@@ -5,7 +5,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tfx.utils import io_utils
 
 from components.span_validator.check import LOW_COUNT, minimum_examples, validate
-from pipeline.data import schema_path
+from pipeline.config import load_config
 
 
 def statistics(count: int) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -16,7 +16,7 @@ def statistics(count: int) -> statistics_pb2.DatasetFeatureStatisticsList:
 
 @pytest.fixture(scope="module")
 def schema() -> schema_pb2.Schema:
-    return io_utils.SchemaReader().read(str(schema_path()))
+    return io_utils.SchemaReader().read(load_config(model="taxi_tips").schema_file)
 
 
 def test_the_curated_schema_sets_the_minimum(schema):
