@@ -200,6 +200,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         )
         code = grpc.StatusCode.OK
         examples = 0
+        deadline = None
         try:
             name, version, label = _spec_parts(model_spec)
             resolved = server.manager.resolve(name, version, label)
@@ -220,6 +221,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     self._pool, work, resolved, server.runner(deadline=deadline)
                 )
             return response
+        except asyncio.CancelledError:
+            # grpc.aio cancels the handler when the call's deadline passes (or the client goes away),
+            # sometimes before our own deadline timer fires: count it as the status the client sees.
+            left = context.time_remaining() if context is not None else None
+            past_deadline = deadline is not None and (
+                time.perf_counter() >= deadline or (left is not None and left <= 0)
+            )
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if past_deadline else grpc.StatusCode.CANCELLED
+            raise
         except Exception as error:
             code = status_code_of(error)
             if not isinstance(error, ServingError):

@@ -1,1 +1,0 @@
-"""MergeSpans: the training window as one Examples artifact. Entry point: ``MergeSpans`` (``component``)."""
