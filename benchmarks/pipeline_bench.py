@@ -3,19 +3,25 @@
 Cases (each run in a fresh subprocess, fresh home, median wall time and peak RSS of ``--repeats``):
 
 - ``ours``: first run on all 16 spans (15,002 rows, ``span_window=16``), FnApiRunner in_memory: one
-  pipeline run that also ingests and validates spans 1-15 (BackfillSpans, one Beam pass);
+  pipeline run that ingests and validates every span (WindowIngest, one Beam pass) and trains;
 - ``ours-mp``: the same with Beam's ``multi_processing`` mode (the Beam-settings measurement);
-- ``retrain``: one more span arrives after a first run on spans 1-15: time of that second run;
+- ``retrain``: one more span arrives after a first run on spans 1-15: time of that second run, which
+  starts from the first model's weights (warm start) and reuses Transform's analyzer cache;
+- ``retrain-cold``: the same retrain with warm start off (``warm_start_steps: 0``): the quality guard
+  compares the two models on the same window and eval split (AUC for a classifier: the warm one no
+  worse by more than 0.005; MAE for a regressor: no worse by more than 2%);
 - ``tfx-example``: ``taxi_pipeline_native_keras`` from the installed tfx package on the same CSV,
   with in_memory Beam args (its best) and with its default ``multi_processing`` args.
 
-Usage: ``.venv/bin/python benchmarks/pipeline_bench.py [--repeats 3] [--cases ours,retrain,...]``.
-Takes minutes per case; it prints a table at the end. Not a test: nothing is asserted.
+Usage: ``.venv/bin/python benchmarks/pipeline_bench.py [--repeats 3] [--cases ours,retrain,...]
+[--model taxi_tips|taxi_fare]``. Takes minutes per case; it prints a table at the end. Not a test:
+nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -27,27 +33,33 @@ from pathlib import Path
 
 IN_MEMORY = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
-ALL_CASES = ("ours", "ours-mp", "retrain", "tfx-example", "tfx-example-mp")
+ALL_CASES = ("ours", "ours-mp", "retrain", "retrain-cold", "tfx-example", "tfx-example-mp")
+# The quality guard: the metric of each task, which way is better, and how much worse a warm start may be.
+GUARDS = {"auc": (True, lambda cold: 0.005), "mean_absolute_error": (False, lambda cold: 0.02 * cold)}
 
 
-def _child_ours(home: Path, beam: list[str], spans: int, retrain: bool) -> float:
+def _child_ours(
+    model: str, home: Path, beam: list[str], spans: int, retrain: bool, warm: bool = True
+) -> dict:
     """Run our pipeline; with ``retrain``, time only the run after adding the last span."""
     from pipeline import data
     from pipeline.config import load_config
     from pipeline.runner import run_pipeline
 
-    config = load_config(home=str(home), span_window=16, beam_args=tuple(beam))
+    config = load_config(model=model, home=str(home), span_window=16, beam_args=tuple(beam))
     data.init_spans(config.paths.data_root, spans=spans - 1 if retrain else spans)
     if retrain:
         first = run_pipeline(config)
         print(f"  (untimed first run: {first.reason})", flush=True)
         data.add_span(config.paths.data_root)
+        if not warm:
+            config = config.replace(warm_start_steps=0)
     started = time.monotonic()
     result = run_pipeline(config)
     seconds = time.monotonic() - started
-    print(f"  {result.reason}", flush=True)
+    print(f"  {result.reason}; {result.training}", flush=True)
     _print_profile(result.components)
-    return seconds
+    return {"seconds": seconds, "metrics": result.metrics}
 
 
 def _print_profile(components: list) -> None:
@@ -56,7 +68,7 @@ def _print_profile(components: list) -> None:
     print(f"  seconds per component: {shown}", flush=True)
 
 
-def _child_tfx_example(home: Path, beam: list[str]) -> float:
+def _child_tfx_example(home: Path, beam: list[str]) -> dict:
     """TFX's own native-Keras taxi example on the same CSV, with LocalDagRunner."""
     import tfx
     from tfx import v1 as tfx_v1
@@ -81,17 +93,20 @@ def _child_tfx_example(home: Path, beam: list[str]) -> float:
     )
     started = time.monotonic()
     tfx_v1.orchestration.LocalDagRunner().run(pipeline)
-    return time.monotonic() - started
+    return {"seconds": time.monotonic() - started, "metrics": {}}
 
 
-def _measure(case: str) -> tuple[float, float, float]:
-    """(seconds inside the run, whole-process seconds, peak RSS MiB) of one case in a subprocess."""
+def _measure(case: str, model: str) -> tuple[float, float, float, dict]:
+    """(seconds inside the run, whole-process seconds, peak RSS MiB, metrics) of one case in a subprocess."""
     home = Path(tempfile.mkdtemp(prefix=f"bench-{case}-"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_ENABLE_FORK_SUPPORT": "false"}
     result_file = home / "seconds"
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, __file__, "--child", case, "--home", str(home), "--result", str(result_file)],
+        [
+            *(sys.executable, __file__, "--child", case, "--model", model),
+            *("--home", str(home), "--result", str(result_file)),
+        ],
         env=env,
         cwd=Path(__file__).resolve().parent.parent,
         stdout=sys.stdout,
@@ -101,39 +116,45 @@ def _measure(case: str) -> tuple[float, float, float]:
     wall = time.monotonic() - started
     if status != 0:
         raise RuntimeError(f"case {case} failed (exit status {status}); rerun with --child to see why")
-    seconds = float(result_file.read_text())
+    outcome = json.loads(result_file.read_text())
     shutil.rmtree(home, ignore_errors=True)
-    return seconds, wall, usage.ru_maxrss / 1024
+    return outcome["seconds"], wall, usage.ru_maxrss / 1024, outcome["metrics"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default=",".join(ALL_CASES))
+    parser.add_argument("--model", default="taxi_tips", help="a shipped example: taxi_tips or taxi_fare")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
+        mp = ["--runner=FnApiRunner", *MULTI_PROCESSING]
         children = {
-            "ours": lambda: _child_ours(args.home, IN_MEMORY, 16, retrain=False),
-            "ours-mp": lambda: _child_ours(args.home, ["--runner=FnApiRunner", *MULTI_PROCESSING], 16, False),
-            "retrain": lambda: _child_ours(args.home, IN_MEMORY, 16, retrain=True),
+            "ours": lambda: _child_ours(args.model, args.home, IN_MEMORY, 16, retrain=False),
+            "ours-mp": lambda: _child_ours(args.model, args.home, mp, 16, retrain=False),
+            "retrain": lambda: _child_ours(args.model, args.home, IN_MEMORY, 16, retrain=True),
+            "retrain-cold": lambda: _child_ours(
+                args.model, args.home, IN_MEMORY, 16, retrain=True, warm=False
+            ),
             "tfx-example": lambda: _child_tfx_example(args.home, IN_MEMORY),
             "tfx-example-mp": lambda: _child_tfx_example(args.home, MULTI_PROCESSING),
         }
-        args.result.write_text(str(children[args.child]()))
+        args.result.write_text(json.dumps(children[args.child]()))
         return 0
 
-    rows = {}
+    rows, metrics = {}, {}
     for case in args.cases.split(","):
         runs = []
         for attempt in range(args.repeats):
             print(f"{case}: run {attempt + 1}/{args.repeats} ...", flush=True)
-            runs.append(_measure(case))
+            runs.append(_measure(case, args.model))
             print(f"{case}: {runs[-1][0]:.1f} s in the pipeline, {runs[-1][2]:.0f} MiB peak RSS", flush=True)
         rows[case] = tuple(statistics.median(r[i] for r in runs) for i in range(3))
+        metrics[case] = {k: statistics.median(r[3][k] for r in runs if k in r[3]) for k in runs[0][3]}
 
     reference = rows.get("tfx-example")
     print(f"\n{'case':<16} {'pipeline s':>10} {'process s':>10} {'peak MiB':>9} {'vs tfx-example':>15}")
@@ -142,7 +163,22 @@ def main() -> int:
         print(f"{case:<16} {seconds:>10.1f} {wall:>10.1f} {rss:>9.0f} {ratio:>15}")
     if "ours" in rows and "retrain" in rows:
         print(f"retrain / first run: {rows['retrain'][0] / rows['ours'][0]:.2f}")
+    if "retrain" in metrics and "retrain-cold" in metrics:
+        _print_guard(metrics["retrain"], metrics["retrain-cold"])
     return 0
+
+
+def _print_guard(warm: dict, cold: dict) -> None:
+    """The quality guard: the warm-started retrain against the cold one, same window and eval split."""
+    for name, (higher_is_better, allowance) in GUARDS.items():
+        if name not in warm or name not in cold:
+            continue
+        worse_by = (cold[name] - warm[name]) if higher_is_better else (warm[name] - cold[name])
+        verdict = "within the guard" if worse_by <= allowance(cold[name]) else "OUTSIDE the guard"
+        print(
+            f"quality guard ({name}): warm {warm[name]:.4f}, cold {cold[name]:.4f}, warm worse by "
+            f"{worse_by:+.4f} (allowed {allowance(cold[name]):.4f}): {verdict}"
+        )
 
 
 if __name__ == "__main__":

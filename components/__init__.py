@@ -4,10 +4,9 @@ The project's custom TFX components, one folder each: ``component.py`` (spec and
 ``executor.py`` (the ``Do`` glue) and, where there is more than glue, a plain module the executor
 calls and that is tested without TFX:
 
-- ``span_validator``: ExampleValidator, plus a minimum number of examples per split;
-- ``backfill_spans``: a first run's older spans ingested, summarized and validated in one Beam pass;
-- ``span_window``: the resolver strategy that picks the latest K validated spans;
-- ``merge_spans``: the window as one Examples artifact for Transform and the Evaluator;
-- ``safe_pusher``: publish a blessed model atomically, once, with warm-up and MLMD files;
-- ``serving_config``: ``models.config`` and the stable/canary labels after the push.
+- ``window_ingest``: the latest K spans ingested, summarized and validated in one Beam pass each run,
+  bad spans left out, the clean ones merged for Transform (``data_gate`` stops a run on a bad new span);
+- ``load_check``: the candidate served by a child model server, every signature over REST and gRPC;
+- ``safe_pusher``: publish a model blessed by the Evaluator and the load check, atomically and once;
+- ``serving_config``: ``models.config``, the stable/canary labels and the Model Registry aliases.
 """

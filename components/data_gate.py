@@ -16,6 +16,12 @@ from tfx.dsl.placeholder.placeholder_base import logical_and
 SPLITS = ("train", "eval")
 
 
+def new_window(ingest):
+    """True when no pushed version was trained on exactly the window ``ingest`` (a WindowIngest) holds:
+    otherwise there is nothing new to train."""
+    return ingest.outputs["examples"].future()[0].custom_property("trained_as") == 0
+
+
 def clean_span(validator, splits: Sequence[str] = SPLITS):
     """True when ``validator`` (an ExampleValidator) found no anomaly in any of ``splits``."""
     blessed = validator.outputs["anomalies"].future()[0].custom_property("blessed")

@@ -1,15 +1,19 @@
 """The library route: a pipeline of stock TFX components with tfx-canary's pieces added.
 
-A team that already has a TFX pipeline keeps it and adds three pieces (see the README, "Your own
+A team that already has a TFX pipeline keeps it and adds four pieces (see the README, "Your own
 model"):
 
 1. the data gate, ``components.data_gate.clean_span``: what trains runs inside
    ``tfx.dsl.Cond(clean_span(example_validator))``, so a span that breaks the curated schema stops
    before Transform;
-2. ``components.safe_pusher.component.SafePusher`` in place of TFX's Pusher: it publishes a blessed
-   model atomically into the versioned serving directory TF Serving watches, never pushes the same
-   model twice, and writes warm-up requests and the MLMD lineage key;
-3. ``components.serving_config.component.ServingConfigGen`` after it: ``models.config`` lists the new
+2. ``components.load_check.component.LoadCheck`` (InfraValidator's job without Docker): the
+   candidate loaded by a model server in a child process and called on every serving signature over
+   REST and gRPC within a latency budget;
+3. ``components.safe_pusher.component.SafePusher`` in place of TFX's Pusher: it publishes a model
+   blessed by the Evaluator and the load check atomically into the versioned serving directory TF
+   Serving watches, never pushes the same model twice, and writes the warm-up requests and the MLMD
+   lineage key;
+4. ``components.serving_config.component.ServingConfigGen`` after it: ``models.config`` lists the new
    version and, with a reachable server, labels it ``stable`` (the first) or ``canary``; then
    ``tfx-canary rollout`` / ``promote`` / ``rollback`` release it.
 
@@ -31,6 +35,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.data_gate import clean_span
+from components.load_check.component import LoadCheck
 from components.safe_pusher.component import SafePusher
 from components.serving_config.component import ServingConfigGen
 
@@ -48,6 +53,7 @@ def create_pipeline(
     custom_config: dict | None = None,
     train_steps: int = 100,
     server_address: str | None = None,
+    latency_budget_ms: float = 250.0,
 ) -> tfx.dsl.Pipeline:
     """The team's pipeline, writing its outputs, MLMD and serving directory under ``home``."""
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -89,22 +95,31 @@ def create_pipeline(
         components += [transform, trainer, baseline, evaluator]
         blessed = evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
         with tfx.dsl.Cond(blessed):
-            # 2. SafePusher: atomic, once per model, with warm-up requests from the eval split.
+            # 2. LoadCheck: the candidate served by a child model server, every signature called over
+            #    REST and gRPC within the latency budget; its requests become the warm-up file.
+            load_check = LoadCheck(
+                model=trainer.outputs["model"],
+                examples=example_gen.outputs["examples"],
+                model_name=model_name,
+                latency_budget_ms=latency_budget_ms,
+                warmup_examples=5,
+            )
+            # 3. SafePusher: atomic, once per model, only when the Evaluator and the load check agree.
             pusher = SafePusher(
                 model=trainer.outputs["model"],
                 model_blessing=evaluator.outputs["blessing"],
-                examples=example_gen.outputs["examples"],
+                infra_blessing=load_check.outputs["blessing"],
                 base_directory=os.path.join(home, "serving", model_name),
                 pipeline_name=name,
             )
-            # 3. ServingConfigGen: models.config, and stable/canary labels once the server loads it.
+            # 4. ServingConfigGen: models.config, and stable/canary labels once the server loads it.
             serving_config = ServingConfigGen(
                 pushed_model=pusher.outputs["pushed_model"],
                 serving_root=os.path.join(home, "serving"),
                 model_name=model_name,
                 server_address=server_address,
             )
-            components += [pusher, serving_config]
+            components += [load_check, pusher, serving_config]
     return tfx.dsl.Pipeline(
         pipeline_name=name,
         pipeline_root=os.path.join(home, "pipelines", name),

@@ -8,11 +8,16 @@ cloud config.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from kubeflow.cloud_config import CloudConfig
+from release.serving_dir import write_text_atomic
 from tfx_canary.errors import ConfigError
 from tfx_canary.home import is_uri
 
@@ -68,6 +73,37 @@ def image_path(config, key: str) -> str:
     )
 
 
+def turn_cache_off(path: Path, task_names: list[str]) -> None:
+    """Vertex caches every task of a pipeline compiled with caching; a task that reads the data root
+    (the ingest) must run each time, so its ``cachingOptions`` are cleared in the compiled file."""
+    if not task_names:
+        return
+    is_json = path.suffix == ".json"
+    spec = json.loads(path.read_text()) if is_json else yaml.safe_load(path.read_text())
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            tasks = node.get("tasks")
+            if isinstance(tasks, dict):
+                for name, task in tasks.items():
+                    if name in task_names and isinstance(task, dict):
+                        task["cachingOptions"] = {}
+                        found.add(name)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    missing = sorted(set(task_names) - found)
+    if missing:
+        raise ValueError(f"the compiled pipeline {path} has no task {missing} to turn the cache off for")
+    text = json.dumps(spec, indent=2, sort_keys=True) if is_json else yaml.safe_dump(spec, sort_keys=False)
+    write_text_atomic(str(path), text)
+
+
 def compile_pipeline(
     cloud: CloudConfig,
     target: str,
@@ -100,7 +136,11 @@ def compile_pipeline(
         from pipeline.pipeline import create_pipeline
 
         build = functools.partial(create_pipeline, orchestrator="kubeflow_v2")
-    runner.run(build(config), write_out=True)
+    from pipeline.pipeline import never_cached
+
+    pipeline = build(config)
+    runner.run(pipeline, write_out=True)
     path = output_dir / file_name
+    turn_cache_off(path, never_cached(pipeline))
     logger.info("Wrote %s (%d bytes)", path, path.stat().st_size)
     return path

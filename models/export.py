@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
-from models import contract
+from models import contract, warm_start
 
 
 def export_model(
@@ -36,13 +36,15 @@ def export_model(
     export_dir: str,
     raw_inputs: Sequence[str] | None = None,
 ) -> None:
-    """Save ``model`` to ``export_dir`` (the Trainer's ``serving_model_dir``) with every signature.
+    """Save ``model`` to ``export_dir`` (the Trainer's ``serving_model_dir``) with every signature, and
+    its Keras weights beside it for the next run's warm start (``models.warm_start``).
 
     ``custom_config`` is the one the Trainer received (``fn_args.custom_config``): it carries the task,
     label and classes. ``raw_inputs`` are the raw columns the serving signatures take; by default every
     column of the raw schema except the label.
     """
     settings = contract.ModelSettings.from_custom_config(custom_config)
+    warm_start.save_weights(model, export_dir)  # before the signatures attach the transform layer
     tf.saved_model.save(
         model, export_dir, signatures=signatures(model, tf_transform_output, settings, raw_inputs)
     )

@@ -15,7 +15,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.tfxio import dataset_options
 
-from models import contract, export, features
+from models import contract, export, features, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,22 @@ def run_fn(fn_args: FnArgs) -> None:
     train = _dataset(fn_args, fn_args.train_files, tf_transform_output, spec.label_key)
     evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, spec.label_key)
     model = build_keras_model(spec)
-    log.info("training %s for %d steps", spec.name, fn_args.train_steps)
+    begun = warm_start.start(model, fn_args)
+    log.info("%s: %s", spec.name, begun.reason)
+    warm_start.write_report(fn_args, begun)
     model.fit(
         train,
-        steps_per_epoch=fn_args.train_steps,
+        steps_per_epoch=begun.steps,
         validation_data=evaluation,
         validation_steps=fn_args.eval_steps,
         verbose=0,  # Keras prints to stdout; the metrics go to the run's log instead
-        callbacks=[tf.keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch)],
+        callbacks=[
+            tf.keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch),
+            # the Trainer's model_run output: KFP and Vertex show a TensorBoard for it
+            tf.keras.callbacks.TensorBoard(
+                log_dir=fn_args.model_run_dir, update_freq=max(1, begun.steps // 20)
+            ),
+        ],
     )
     export.export_model(
         model,

@@ -24,7 +24,10 @@ from typing import Any
 
 import yaml
 
+from components.load_check.check import MAX_LATENCY_BUDGET_MS
 from models import catalog, contract
+from release.model_registry import RegistryBinding
+from release.serving_dir import MAX_WARMUP_RECORDS
 from tfx_canary.errors import ConfigError
 from tfx_canary.home import Home, is_uri
 
@@ -83,9 +86,15 @@ class PipelineConfig:
     metrics: tuple[MetricGate, ...] = ()
     custom_config: Mapping[str, Any] = field(default_factory=dict)  # passed on to the user code
     span_window: int = 8  # train on the latest K spans
-    train_steps: int = 500
+    train_steps: int = 500  # a first run, or a retrain whose base weights do not fit
+    warm_start_steps: int = 150  # a retrain from the latest blessed model's weights; 0: always from scratch
     eval_steps: int = 50
-    warmup_examples: int = 5
+    warmup_examples: int = 5  # eval examples replayed per signature by the load check and at load
+    # the load check's budget: each signature's median latency at batch 1, REST and gRPC
+    load_check_latency_ms: float = 250.0
+    # Vertex Model Registry mirroring (optional): {project, region, model_id[, serving_image]}; each
+    # pushed version is uploaded, and the aliases stable/canary/default follow the labels
+    model_registry: Mapping[str, str] = field(default_factory=dict)
     # REST address (host:port) of the model server that reads the serving root. When set, a new version
     # is labelled once the server reports it AVAILABLE (phase 2); when empty, only phase 1 is written
     # and `tfx-canary rollout` / `promote --phase2` finishes the release where the server is reachable.
@@ -130,9 +139,26 @@ class PipelineConfig:
                 raise ConfigError(
                     f"{f.name} must be {f.type}, got {type(value).__name__} {value!r}{self.where}"
                 )
+        if self.warm_start_steps < 0:
+            raise self._error("warm_start_steps", f"must be 0 (off) or more, got {self.warm_start_steps}")
         for key in ("span_window", "train_steps", "eval_steps", "warmup_examples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}{self.where}")
+        if self.warmup_examples > MAX_WARMUP_RECORDS:
+            raise self._error(
+                "warmup_examples", f"{self.warmup_examples} is over TF Serving's {MAX_WARMUP_RECORDS} records"
+            )
+        if not 0 < self.load_check_latency_ms <= MAX_LATENCY_BUDGET_MS:
+            raise self._error(
+                "load_check_latency_ms",
+                f"{self.load_check_latency_ms:g} ms is out of range (0, {MAX_LATENCY_BUDGET_MS:g}]",
+            )
+        if not isinstance(self.model_registry, Mapping):
+            raise self._error(
+                "model_registry", f"must be a mapping, got {type(self.model_registry).__name__}"
+            )
+        if self.model_registry:
+            RegistryBinding.from_dict(dict(self.model_registry))  # names a missing or bad field
         if not all(isinstance(a, str) for a in self.beam_args):
             raise ConfigError(
                 f"beam_args must be a list of strings, got {list(self.beam_args)!r}{self.where}"
@@ -224,6 +250,7 @@ class PipelineConfig:
             {k: v for k, v in dataclasses.asdict(m).items() if v is not None} for m in self.metrics
         ]
         values["custom_config"] = dict(self.custom_config)
+        values["model_registry"] = dict(self.model_registry)
         return values
 
     def to_yaml(self) -> str:

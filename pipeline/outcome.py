@@ -1,19 +1,19 @@
 """What a pipeline run left in ML Metadata, read back in plain words.
 
-``read_outcome`` fills a ``RunResult`` from the executions of one run: the spans ingested and left out,
-the anomalies found, the metric values against the thresholds, and the version pushed or why nothing
-was. ``validated_spans`` tells a new run which spans the home has validated already, and ``summary``
-renders the closing lines the CLI prints.
+``read_outcome`` fills a ``RunResult`` from the executions of one run: the window trained on and the
+spans left out of it, the anomalies found, the metric values against the thresholds, the load check,
+and the version pushed or why nothing was; ``summary`` renders the closing lines the CLI prints.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.spans import artifact_span
+from models import warm_start
 from pipeline.config import PipelineConfig
 from release.metadata import open_store
 
@@ -33,9 +33,9 @@ class RunResult:
     model: str
     ok: bool = True  # False when a component failed
     refused: bool = False  # a gate said no: data anomalies, not blessed, or the same data as a release
-    spans: list[int] = field(default_factory=list)  # the newest span, ingested by this run
-    backfilled: list[int] = field(default_factory=list)  # older spans ingested and validated by this run
-    left_out: dict[int, list[str]] = field(default_factory=dict)  # backfilled spans with anomalies
+    spans: list[int] = field(default_factory=list)  # the newest span
+    window: list[int] = field(default_factory=list)  # the clean spans merged for training
+    left_out: dict[int, list[str]] = field(default_factory=dict)  # older spans with anomalies, and why
     pushed_version: int | None = None
     pushed_destination: str | None = None
     reason: str = ""
@@ -46,22 +46,8 @@ class RunResult:
     components: list[ComponentRun] = field(default_factory=list)
     seconds: float = 0.0
     log_file: str | None = None
-
-
-def validated_spans(config: PipelineConfig) -> set[int]:
-    """Spans of this pipeline already ingested and validated (clean or not), from MLMD."""
-    if not os.path.exists(config.metadata_path):
-        return set()
-    from components.span_window.window import ingested_examples, newest_validations
-
-    store = open_store(config.metadata_path)
-    context = store.get_context_by_type_and_name("pipeline", config.name)
-    if context is None:
-        return set()
-    artifacts = _artifacts(store, store.get_artifacts_by_context(context.id))
-    examples = ingested_examples(store, [a for a in artifacts if a.type_name == "Examples"])
-    validated = newest_validations(store, [a for a in artifacts if a.type_name == "ExampleAnomalies"])
-    return {artifact_span(a) for a in examples if a.id in validated}
+    tensorboard_dir: str | None = None  # the Trainer's TensorBoard logs (its model_run output)
+    training: str = ""  # what the Trainer started from: a warm start, or from scratch and why
 
 
 def _artifacts(store: Any, mlmd_artifacts: list) -> list:
@@ -113,15 +99,16 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
     if not os.path.exists(config.metadata_path):
         return
     outputs = _outputs_of_run(open_store(config.metadata_path), config, after)
-    examples = outputs.get("CsvExampleGen", {}).get("examples", [])
-    result.spans = sorted({artifact_span(a) for a in examples})
-    for anomalies in outputs.get("ExampleValidator", {}).get("anomalies", []):
-        result.anomalies = describe_anomalies(anomalies.uri)
-    backfill = outputs.get("BackfillSpans", {})
-    result.backfilled = sorted(artifact_span(a) for a in backfill.get("examples", []))
-    for anomalies in backfill.get("anomalies", []):
-        if lines := describe_anomalies(anomalies.uri):
-            result.left_out[artifact_span(anomalies)] = lines
+    ingest = outputs.get("WindowIngest", {})
+    for examples in ingest.get("examples", []):
+        newest = examples.get_int_custom_property("span")
+        result.spans = [newest]
+        result.window = json.loads(examples.get_string_custom_property("spans") or "[]")
+        left_out = json.loads(examples.get_string_custom_property("left_out") or "{}")
+        result.left_out = {int(span): reasons for span, reasons in left_out.items()}
+        unreadable = result.left_out.pop(newest, [])
+        for anomalies in ingest.get("anomalies", []):
+            result.anomalies = describe_anomalies(anomalies.uri) or unreadable
     if not result.ok:
         return
     if result.anomalies:
@@ -131,11 +118,23 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
             + "; ".join(result.anomalies)
         )
         return
+    trained_as = [e.get_int_custom_property("trained_as") for e in ingest.get("examples", [])]
+    if trained_as and trained_as[0]:
+        result.reason = (
+            f"nothing new to train: version {trained_as[0]} was trained on exactly this window "
+            f"(spans {span_ranges(result.window)})"
+        )
+        return
     transformed = outputs.get("Transform", {}).get("transformed_examples", [])
     if not transformed:
         result.refused = True
         result.reason = "no validated span to train on (every span in the window has anomalies)"
         return
+    for model_run in outputs.get("Trainer", {}).get("model_run", []):
+        if _has_files(model_run.uri):
+            result.tensorboard_dir = model_run.uri
+        begun = warm_start.read_report(model_run.uri)
+        result.training = begun.reason if begun else ""
     evaluation = outputs.get("Evaluator", {}).get("evaluation", [])
     blessing = outputs.get("Evaluator", {}).get("blessing", [])
     if evaluation:
@@ -153,10 +152,18 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
             result.failed_checks or ["see the Evaluator"]
         )
     elif pushed:
-        result.refused = pushed[0].has_custom_property("duplicate_of")
+        load_check = outputs.get("LoadCheck", {}).get("blessing", [])
+        failed_load_check = bool(load_check) and load_check[0].get_int_custom_property("blessed") != 1
+        result.refused = pushed[0].has_custom_property("duplicate_of") or failed_load_check
         result.reason = pushed[0].get_string_custom_property("push_reason") or "the Pusher did not push"
     else:
         result.reason = "the Pusher did not run"
+
+
+def _has_files(uri: str) -> bool:
+    import tensorflow as tf
+
+    return any(files for _, _, files in tf.io.gfile.walk(uri))
 
 
 def describe_anomalies(anomalies_uri: str) -> list[str]:
@@ -225,14 +232,18 @@ def span_ranges(spans: list[int]) -> str:
 def summary(result: RunResult) -> str:
     """The closing lines the CLI prints."""
     lines = [f"{result.pipeline}: {'PUSHED' if result.pushed_version else 'nothing pushed'}: {result.reason}"]
+    if result.training:
+        lines.append(f"  {result.training}")
     if result.metrics:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(result.metrics.items()))
         lines.append(f"  metrics: {shown}")
     if result.anomalies:
         lines.extend(f"  anomaly: {line}" for line in result.anomalies)
-    if result.backfilled:
-        lines.append(f"  also ingested and validated older spans {span_ranges(result.backfilled)}")
+    if result.window:
+        lines.append(f"  training window: spans {span_ranges(result.window)}")
     for span, anomalies in sorted(result.left_out.items()):
         lines.extend(f"  span {span} left out of the training window: {line}" for line in anomalies)
+    if result.tensorboard_dir:
+        lines.append(f"  training curves: tensorboard --logdir {result.tensorboard_dir}")
     lines.append(f"  took {result.seconds:.1f} s; TFX log: {result.log_file}")
     return "\n".join(lines)

@@ -1,41 +1,38 @@
-"""``create_pipeline(config)``: the one TFX pipeline definition every runner uses.
+"""``create_pipeline(config)``: the one TFX pipeline definition every runner uses, Vertex included.
 
-CsvExampleGen (the newest span) → StatisticsGen → ImportSchemaGen (curated schema) → ExampleValidator
-→ [data gate: only a clean span goes on] → Resolver (latest K validated spans) → MergeSpans (one
-artifact) → Transform → Trainer → Resolver (latest blessed model) → Evaluator (value + change
-thresholds) → SafePusher (blessed, new models only).
+ImportSchemaGen (curated schema) → WindowIngest (the latest K spans of the data root, each ingested,
+summarized and validated in one Beam pass; spans with anomalies left out, the clean ones merged) →
+[data gate: only a run whose newest span is clean, on a window not trained on yet, goes on] →
+Transform (tf.Transform's analyzer cache keyed by span) → Trainer (warm start from the latest blessed
+model) → Evaluator (value + change thresholds, against that model) → [blessed] → LoadCheck (the
+candidate served by a child model server, every signature over REST and gRPC within a latency budget)
+→ SafePusher (blessed by both, new models and new data only) → ServingConfigGen (models.config,
+stable/canary labels, Model Registry aliases).
 
-→ ServingConfigGen (models.config + stable/canary labels, see ``components/``).
-
-CsvExampleGen reads one span per run. On a first run, ``create_pipeline(config, backfill_spans=[...])``
-adds ``BackfillSpans``, which ingests, summarizes and validates every older span of the window in one
-Beam pass (per span, the artifacts CsvExampleGen → StatisticsGen → ExampleValidator would give), before
-the span window resolver: one run ingests and validates every span, and a span with anomalies stays out
-of the window. ``ingest_only`` stops after validation.
-
-``orchestrator="kubeflow_v2"`` builds the variant compiled for Vertex AI / Kubeflow Pipelines: TFX
-1.21's V2 compiler accepts only the LatestArtifact and LatestBlessedModel resolver strategies, so
-there the model trains on the span the run ingests instead of the validated K-span window.
+No custom resolver picks the window from MLMD (TFX 1.21's Vertex compiler takes only its built-in
+LatestArtifact and LatestBlessedModel strategies, both used here), so a scheduled Vertex run trains on
+the same validated window as a local one.
+``ingest_only`` stops after the ingest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
 from pathlib import Path
 from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.placeholder.placeholder_base import logical_and
 
-from components.backfill_spans.component import BackfillSpans
-from components.data_gate import clean_span
-from components.merge_spans.component import MergeSpans
+from components.data_gate import clean_span, new_window
+from components.load_check.component import LoadCheck
 from components.safe_pusher.component import SafePusher
 from components.serving_config.component import ServingConfigGen
-from components.span_validator.component import SpanValidator
-from components.span_window.strategy import ValidatedSpanWindowStrategy
+from components.window_ingest.component import WindowIngest
+from components.window_transform.component import WindowTransform
 from models import contract
+from models.warm_start import WARM_START_STEPS
 from pipeline import data
 from pipeline.config import MetricGate, PipelineConfig
 
@@ -82,131 +79,107 @@ def _metric(gate: MetricGate) -> tfma.MetricConfig:
 
 
 def create_pipeline(
-    config: PipelineConfig,
-    backfill_spans: Sequence[int] = (),
-    ingest_only: bool = False,
-    orchestrator: str = "local",
+    config: PipelineConfig, ingest_only: bool = False, orchestrator: str = "local"
 ) -> tfx.dsl.Pipeline:
     """The training pipeline of the model ``config`` names, writing under ``config.home``.
 
-    ``backfill_spans`` are older spans to ingest and validate in this run too (local runs only: the
-    window that uses them is a local resolver); ``ingest_only`` stops after validation;
-    ``orchestrator`` is ``local`` (LocalDagRunner) or ``kubeflow_v2`` (Vertex AI / Kubeflow Pipelines).
+    ``ingest_only`` stops after the ingest; ``orchestrator`` is ``local`` (LocalDagRunner) or
+    ``kubeflow_v2`` (Vertex AI / Kubeflow Pipelines): the components are the same, only where the
+    release is recorded differs (a local run writes the project's MLMD; Vertex keeps its own).
     """
     if orchestrator not in ORCHESTRATORS:
         raise ValueError(f"orchestrator {orchestrator!r} is not one of {ORCHESTRATORS}")
-    if backfill_spans and orchestrator != "local":
-        raise ValueError("backfill_spans needs the local span window; the kubeflow_v2 variant has none")
-    ingest = _ingest(config, backfill_spans)
-    components = list(ingest.components)
+    schema, ingest = _ingest(config)
+    components = [schema, ingest]
     if ingest_only:
         return _pipeline(config, components, orchestrator)
 
-    # ExampleValidator alone blocks nothing: only a span without anomalies in every split goes on.
-    with tfx.dsl.Cond(clean_span(ingest.validator)):
-        training_examples = ingest.example_gen.outputs["examples"]
-        if orchestrator == "local":
-            validators = [ingest.validator] + ([ingest.backfill] if ingest.backfill else [])
-            window = _span_window(config, validators)
-            merge = MergeSpans(spans=window.outputs["examples"]).with_id("MergeSpans")
-            training_examples = merge.outputs["examples"]
-            components += [window, merge]
-        trainer, evaluator, train_components = _train(config, training_examples, ingest.schema)
+    # WindowIngest alone blocks nothing: only a run whose newest span is clean, on a window no pushed
+    # version was trained on, trains.
+    with tfx.dsl.Cond(logical_and(clean_span(ingest), new_window(ingest))):
+        window = ingest.outputs["examples"]
+        trainer, evaluator, train_components = _train(config, window, schema.outputs["schema"])
         components += train_components
         model_blessed = evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
         with tfx.dsl.Cond(model_blessed):
-            components += _release(
-                config, trainer, evaluator, ingest.example_gen, training_examples, orchestrator
-            )
+            components += _release(config, trainer, evaluator, window, orchestrator)
     return _pipeline(config, components, orchestrator)
 
 
-@dataclass
-class _Ingest:
-    """The ingest part: the curated schema, the newest span's CsvExampleGen → StatisticsGen →
-    ExampleValidator, and BackfillSpans for older spans on a first run."""
-
-    schema: Any
-    example_gen: Any
-    validator: Any
-    backfill: Any | None
-    components: list
-
-
-def _ingest(config: PipelineConfig, backfill_spans: Sequence[int]) -> _Ingest:
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id("ImportSchemaGen")
-    schema = schema_gen.outputs["schema"]
-    data_root = config.paths.data_root
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=data_root, input_config=_INPUT_CONFIG, output_config=_OUTPUT_CONFIG
-    ).with_id("CsvExampleGen")
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
-        "StatisticsGen"
-    )
-    validator = SpanValidator(statistics=statistics_gen.outputs["statistics"], schema=schema).with_id(
-        "ExampleValidator"
-    )
-    components = [schema_gen, example_gen, statistics_gen, validator]
-    backfill = None
-    if backfill_spans:
-        backfill = BackfillSpans(
-            input_base=data_root,
-            spans=backfill_spans,
-            schema=schema,
-            input_config=_INPUT_CONFIG,
-            output_config=_OUTPUT_CONFIG,
-        ).with_id("BackfillSpans")
-        components.append(backfill)
-    return _Ingest(schema, example_gen, validator, backfill, components)
+def _ingest(config: PipelineConfig) -> tuple[Any, WindowIngest]:
+    """The curated schema, and the training window validated against it."""
+    schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id("ImportSchemaGen")
+    ingest = WindowIngest(
+        input_base=config.paths.data_root,
+        num_spans=config.span_window,
+        schema=schema.outputs["schema"],
+        input_config=_INPUT_CONFIG,
+        output_config=_OUTPUT_CONFIG,
+        serving_model_dir=config.serving_model_dir,
+    ).with_id("WindowIngest")
+    return schema, ingest
 
 
 def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
-    """Transform → Trainer → Resolver (latest blessed model) → Evaluator (value + change thresholds)."""
+    """Resolver (latest blessed model) → Transform (analyzer cache by span) → Trainer (warm start from
+    the blessed model) → Evaluator (value + change thresholds, against the same blessed model)."""
     custom_config = config.user_custom_config
-    transform = tfx.components.Transform(
+    cache = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
+    ).with_id("LatestAnalyzerCache")
+    transform = WindowTransform(
         examples=examples,
         schema=schema,
         preprocessing_fn=config.preprocessing_fn,
         custom_config=custom_config,
+        analyzer_cache=cache.outputs["cache"],
         # Pre/post-transform TFDV statistics gate nothing here (each span was validated above) and
         # cost two more statistics passes over the whole window.
         disable_statistics=True,
     ).with_id("Transform")
-    trainer = tfx.components.Trainer(
-        run_fn=config.run_fn,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema,
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config=custom_config,
-    ).with_id("Trainer")
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("LatestBlessedModel")
+    trainer = tfx.components.Trainer(
+        run_fn=config.run_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        base_model=baseline.outputs["model"],
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        # the Trainer's own copy: Transform's stays the same when only the warm start steps change
+        custom_config={**custom_config, WARM_START_STEPS: config.warm_start_steps},
+    ).with_id("Trainer")
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
     ).with_id("Evaluator")
-    return trainer, evaluator, [transform, trainer, baseline, evaluator]
+    return trainer, evaluator, [cache, transform, baseline, trainer, evaluator]
 
 
-def _release(
-    config: PipelineConfig, trainer, evaluator, example_gen, training_examples, orchestrator: str
-) -> list:
-    """SafePusher (blessed, new models and new data only) → ServingConfigGen (models.config, labels)."""
+def _release(config: PipelineConfig, trainer, evaluator, window, orchestrator: str) -> list:
+    """LoadCheck → SafePusher (blessed by both, new models and new data only) → ServingConfigGen."""
+    load_check = LoadCheck(
+        model=trainer.outputs["model"],
+        examples=window,
+        model_blessing=evaluator.outputs["blessing"],
+        model_name=config.serving_model_name,
+        latency_budget_ms=config.load_check_latency_ms,
+        warmup_examples=config.warmup_examples,
+    ).with_id("LoadCheck")
     pusher = SafePusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        examples=example_gen.outputs["examples"],
-        training_examples=training_examples,
+        infra_blessing=load_check.outputs["blessing"],
+        training_examples=window,
         base_directory=config.serving_model_dir,
         pipeline_name=config.name,
-        warmup_examples=config.warmup_examples,
     ).with_id("Pusher")
     serving_config = ServingConfigGen(
         pushed_model=pusher.outputs["pushed_model"],
@@ -216,8 +189,9 @@ def _release(
         # local runs record each generation in the project's MLMD as it is written (Vertex keeps its own)
         metadata_path=config.metadata_path if orchestrator == "local" else None,
         snapshot_root=config.paths.releases_dir if orchestrator == "local" else None,
+        registry=json.dumps(dict(config.model_registry), sort_keys=True) if config.model_registry else None,
     ).with_id("ServingConfigGen")
-    return [pusher, serving_config]
+    return [load_check, pusher, serving_config]
 
 
 # Every span: one CSV folder, hash-split 3:1 into train and eval.
@@ -232,23 +206,6 @@ _OUTPUT_CONFIG = tfx.proto.Output(
         ]
     )
 )
-
-
-def _span_window(config: PipelineConfig, validators: list) -> tfx.dsl.Resolver:
-    """The latest ``span_window`` spans whose validation found no anomalies (local runs only).
-
-    The channels name no producer: the strategy sees every ingested span of the pipeline, whether
-    CsvExampleGen or BackfillSpans ingested it, and runs after this run's validators.
-    """
-    window = tfx.dsl.Resolver(
-        strategy_class=ValidatedSpanWindowStrategy,
-        config={"num_spans": config.span_window},
-        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples),
-        anomalies=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleAnomalies),
-    ).with_id("SpanWindow")
-    for validator in validators:
-        window.add_upstream_node(validator)
-    return window
 
 
 # Beam options that tell TFX the workers' Python dependencies are declared already.
@@ -268,6 +225,12 @@ def beam_args(config: PipelineConfig, orchestrator: str = "local") -> list[str]:
     if orchestrator == "local" and not declared and setup_file.is_file():
         args.append(f"--setup_file={setup_file}")
     return args
+
+
+def never_cached(pipeline: tfx.dsl.Pipeline) -> list[str]:
+    """Ids of the components that must run on every run (``NEVER_CACHED``: they read the data root,
+    which TFX's cache key does not see); the local runner and the Vertex compiler turn their cache off."""
+    return [c.id for c in pipeline.components if getattr(c, "NEVER_CACHED", False)]
 
 
 def _pipeline(config: PipelineConfig, components: list, orchestrator: str) -> tfx.dsl.Pipeline:

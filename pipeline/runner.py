@@ -1,8 +1,7 @@
 """Run the pipeline once on the spans present, showing each component as it finishes.
 
-``run_pipeline(config)`` runs the pipeline with ``LocalDagRunner``; on a first run it also ingests and
-validates, in the same run, every older span of the window that was never validated (BackfillSpans, see
-``components.backfill_spans``). It reports each component as it finishes (name, seconds,
+``run_pipeline(config)`` runs the pipeline with ``LocalDagRunner`` (the ingest never answered from the
+cache: it reads the data root). It reports each component as it finishes (name, seconds,
 ran/cached/skipped) and returns the ``RunResult`` that ``pipeline.outcome`` reads back from MLMD: the
 version pushed or why nothing was. TFX's own detailed log, and everything TensorFlow prints, goes to
 ``<pipeline_root>/logs/``.
@@ -20,14 +19,7 @@ from pathlib import Path
 
 from pipeline import data
 from pipeline.config import PipelineConfig
-from pipeline.outcome import (
-    ComponentRun,
-    RunResult,
-    last_execution_id,
-    read_outcome,
-    span_ranges,
-    validated_spans,
-)
+from pipeline.outcome import ComponentRun, RunResult, last_execution_id, read_outcome
 from pipeline.preflight import check_config
 from tfx_canary.logs import fd2_to
 
@@ -130,23 +122,17 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
         return result
     finish_pending_release(config, say)
 
-    from tfx import v1 as tfx
-
     from pipeline.pipeline import create_pipeline
 
     log_file = Path(config.pipeline_root) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     result.log_file = str(log_file)
-    backfill = sorted(set(window[:-1]) - validated_spans(config))
     before = last_execution_id(config)
     with _tfx_logs(log_file, say) as handler:
         try:
-            if backfill:
-                older = span_ranges(backfill)
-                say(f"First run on this window: also ingesting and validating older spans {older}")
             say(
                 f"Running {config.name} ({config.model}) on span {spans[-1]}, window of {len(window)} span(s)"
             )
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(config, backfill_spans=backfill))
+            run_local(create_pipeline(config))
         except Exception as error:  # a component failed: say which and why, keep the details in the log
             failed = handler.runs[-1].name if handler.runs else "the pipeline"
             result.ok = False
@@ -155,6 +141,22 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
     read_outcome(config, before, result)
     result.seconds = time.monotonic() - started
     return result
+
+
+def run_local(pipeline) -> None:
+    """``LocalDagRunner`` on the compiled pipeline, with the cache off for the components that read the
+    data root (``pipeline.pipeline.never_cached``)."""
+    from tfx import v1 as tfx
+    from tfx.dsl.compiler import compiler
+
+    from pipeline.pipeline import never_cached
+
+    ir = compiler.Compiler().compile(pipeline)
+    uncached = set(never_cached(pipeline))
+    for node in ir.nodes:
+        if node.pipeline_node.node_info.id in uncached:
+            node.pipeline_node.execution_options.caching_options.enable_cache = False
+    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
 
 
 def finish_pending_release(config: PipelineConfig, say: Progress) -> None:

@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 import grpc
 
 from components.load_check.child import PARENT_PID_ENV
-from components.load_check.requests import rest_body
 from release.serving_dir import CONFIG_NAME, MAX_WARMUP_RECORDS
 from tfx_canary.errors import CanaryError, ConfigError
 
@@ -232,6 +231,8 @@ class ChildServer:
             raise CallFailed("the answer has no outputs")
 
     def call_rest(self, request) -> None:
+        from components.load_check.requests import rest_body  # TensorFlow: imported when a check runs
+
         path = f"/v1/models/{request.model_spec.name}:predict"
         try:
             self.rest.request(

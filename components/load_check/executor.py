@@ -14,9 +14,10 @@ from typing import Any
 
 import tensorflow as tf
 from tfx import types
+from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
-from tfx.utils import model_utils, path_utils
+from tfx.utils import path_utils
 
 from components.load_check.check import Budget, Report, check_model
 from components.load_check.requests import build_requests, to_warmup_file

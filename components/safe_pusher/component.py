@@ -16,13 +16,13 @@ class SafePusherSpec(ComponentSpec):
     PARAMETERS: ClassVar[dict[str, Any]] = {
         "base_directory": ExecutionParameter(type=str),
         "pipeline_name": ExecutionParameter(type=str),
-        "warmup_examples": ExecutionParameter(type=int, optional=True),
     }
     INPUTS: ClassVar[dict[str, Any]] = {
         "model": ChannelParameter(type=standard_artifacts.Model),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
-        "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
-        # what the model was trained on (MergeSpans' output): a window already released is not again
+        # the load check's verdict (LoadCheck); its folder also holds the version's warm-up requests
+        "infra_blessing": ChannelParameter(type=standard_artifacts.InfraBlessing),
+        # what the model was trained on (WindowIngest's output): a window already released is not again
         "training_examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
     }
     OUTPUTS: ClassVar[dict[str, Any]] = {
@@ -40,10 +40,9 @@ class SafePusher(base_component.BaseComponent):
         self,
         model: types.BaseChannel,
         model_blessing: types.BaseChannel,
+        infra_blessing: types.BaseChannel,
         base_directory: str,
         pipeline_name: str,
-        examples: types.BaseChannel | None = None,
-        warmup_examples: int = 5,
         training_examples: types.BaseChannel | None = None,
     ):
         pushed_model = types.Channel(type=standard_artifacts.PushedModel)
@@ -51,11 +50,10 @@ class SafePusher(base_component.BaseComponent):
             spec=SafePusherSpec(
                 model=model,
                 model_blessing=model_blessing,
-                examples=examples,
+                infra_blessing=infra_blessing,
                 training_examples=training_examples,
                 base_directory=base_directory,
                 pipeline_name=pipeline_name,
-                warmup_examples=warmup_examples,
                 pushed_model=pushed_model,
             )
         )

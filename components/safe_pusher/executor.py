@@ -9,9 +9,11 @@ folder and re-pushes a cached model under a new timestamp on every re-run):
   ``push_reason`` saying which version already holds it;
 - a model trained on exactly the data of a version already in the serving directory (released, or
   rolled back: its folder stays) is skipped too, with ``duplicate_of`` naming that version;
+- it requires the load check's ``InfraBlessing`` (TFX's ``infra_blessing`` channel) besides the
+  Evaluator's blessing, and says which of the two refused;
 - the published copy carries ``assets.extra/mlmd_uuid`` (MLMD model id + pipeline run id, so serving
-  metrics can be joined to MLMD) and ``assets.extra/tf_serving_warmup_requests`` (real eval
-  examples as ``PredictRequest``s on every signature, replayed by TF Serving at load).
+  metrics can be joined to MLMD) and ``assets.extra/tf_serving_warmup_requests`` (the requests the load
+  check replayed on every signature, which TF Serving replays at load).
 
 The output ``PushedModel`` has the stock custom properties ``pushed``, ``pushed_version`` and
 ``pushed_destination``, so downstream components read it like the stock Pusher's output.
@@ -26,12 +28,14 @@ from typing import Any
 import tensorflow as tf
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
+from tfx.components.util import model_utils
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.merge_spans.merge import DATA_FINGERPRINT
+from components.load_check.executor import REASON_KEY as LOAD_CHECK_REASON
 from components.safe_pusher import publish
-from components.safe_pusher.assets_extra import mlmd_uuid, warmup_records
+from components.safe_pusher.assets_extra import mlmd_uuid, warmup_from
+from components.window_ingest.window import DATA_FINGERPRINT
 from release.serving_dir import MLMD_UUID_FILE, TRAINING_DATA_FILE, WARMUP_FILE
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,7 @@ class SafePusherExecutor(pusher_executor.Executor):
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed_model = artifact_utils.get_single_instance(output_dict["pushed_model"])
         if not self.CheckBlessing(input_dict):
-            self._skip(pushed_model, "the model is not blessed by the Evaluator")
+            self._skip(pushed_model, _refusal(input_dict))
             return
         model = artifact_utils.get_single_instance(input_dict["model"])
         source = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
@@ -74,10 +78,10 @@ class SafePusherExecutor(pusher_executor.Executor):
         extra = {MLMD_UUID_FILE: mlmd_uuid(model.id, exec_properties["pipeline_name"], self._run_id())}
         if training:
             extra[TRAINING_DATA_FILE] = json.dumps(training, sort_keys=True).encode()
-        count = int(exec_properties.get("warmup_examples") or 0)
-        if count and input_dict.get("examples"):
-            examples = artifact_utils.get_single_instance(input_dict["examples"])
-            extra[WARMUP_FILE] = warmup_records(examples.uri, count, model_dir=source)
+        infra_blessing = artifact_utils.get_single_instance(input_dict["infra_blessing"])
+        warmup = warmup_from(infra_blessing.uri)
+        if warmup is not None:
+            extra[WARMUP_FILE] = warmup
         version = publish.publish_model(source, base_dir, extra_files=extra)
         destination = tf.io.gfile.join(base_dir, str(version))
         pushed_model.set_int_custom_property("pushed", 1)
@@ -93,6 +97,16 @@ class SafePusherExecutor(pusher_executor.Executor):
 
     def _run_id(self) -> str | None:
         return self._context.pipeline_run_id if self._context else None
+
+
+def _refusal(input_dict: dict[str, list[types.Artifact]]) -> str:
+    """Which blessing said no, in the words of the component that refused."""
+    [evaluated] = input_dict.get("model_blessing") or [None]
+    if evaluated is not None and not model_utils.is_model_blessed(evaluated):
+        return "the model is not blessed by the Evaluator"
+    [checked] = input_dict.get("infra_blessing") or [None]
+    why = checked.get_string_custom_property(LOAD_CHECK_REASON) if checked is not None else ""
+    return f"the load check failed: {why}" if why else "the model is not blessed by the load check"
 
 
 def _training_data(input_dict: dict[str, list[types.Artifact]]) -> dict | None:

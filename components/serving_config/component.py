@@ -28,6 +28,9 @@ class ServingConfigGenSpec(ComponentSpec):
         # the project's MLMD database and snapshot folder, to record each generation as it is written
         "metadata_path": ExecutionParameter(type=str, optional=True),
         "snapshot_root": ExecutionParameter(type=str, optional=True),
+        # the Vertex Model Registry model to upload the version to and move the aliases of (JSON of
+        # ``release.model_registry.RegistryBinding``)
+        "registry": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: ClassVar = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
     OUTPUTS: ClassVar = {"serving_config": ChannelParameter(type=ServingConfig)}
@@ -51,6 +54,7 @@ class ServingConfigGen(base_component.BaseComponent):
         label_timeout_seconds: int = 60,
         metadata_path: str | None = None,
         snapshot_root: str | None = None,
+        registry: str | None = None,
     ):
         super().__init__(
             spec=ServingConfigGenSpec(
@@ -63,6 +67,7 @@ class ServingConfigGen(base_component.BaseComponent):
                 label_timeout_seconds=label_timeout_seconds,
                 metadata_path=metadata_path,
                 snapshot_root=snapshot_root,
+                registry=registry,
                 serving_config=channel.Channel(type=ServingConfig),
             )
         )

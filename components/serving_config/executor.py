@@ -4,6 +4,7 @@ a ``canary.ServingConfig`` output artifact (several generations: sub-directories
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 from typing import Any
@@ -16,6 +17,7 @@ from release import operations
 from release.audit import Audit, serving_config_properties
 from release.config_store import Snapshot, Update
 from release.metadata import open_store
+from release.model_registry import RegistryBinding
 from release.server_client import ServerClient
 from release.serving_dir import CONFIG_NAME, join, write_text_atomic
 
@@ -88,7 +90,9 @@ class Executor(base_executor.BaseExecutor):
         updates: list[Update] = []
         version = _version_to_release(pushed_model, target)
         if version is not None:
-            updates = [u for u in operations.publish(target, version, reason) if u.changed]
+            registry = exec_properties.get("registry") or ""
+            binding = RegistryBinding.from_dict(json.loads(registry)) if registry else None
+            updates = [u for u in operations.publish(target, version, reason, registry=binding) if u.changed]
         else:
             log.info("%s: nothing was pushed; the serving config stays as it is", target.model)
         generations = [(u.after, _kind(u)) for u in updates] or [(target.read(), "unchanged")]

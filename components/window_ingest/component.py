@@ -18,6 +18,8 @@ class WindowIngestSpec(ComponentSpec):
         "input_config": ExecutionParameter(type=example_gen_pb2.Input),
         "output_config": ExecutionParameter(type=example_gen_pb2.Output),
         "num_spans": ExecutionParameter(type=int),
+        # the pushed versions' folder: a window a version was trained on already has nothing new
+        "serving_model_dir": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: ClassVar = {"schema": ChannelParameter(type=standard_artifacts.Schema)}
     OUTPUTS: ClassVar = {
@@ -43,6 +45,7 @@ class WindowIngest(base_component.BaseComponent):
         schema: channel.BaseChannel,
         input_config: example_gen_pb2.Input,
         output_config: example_gen_pb2.Output,
+        serving_model_dir: str | None = None,
     ):
         super().__init__(
             spec=WindowIngestSpec(
@@ -50,6 +53,7 @@ class WindowIngest(base_component.BaseComponent):
                 input_config=input_config,
                 output_config=output_config,
                 num_spans=int(num_spans),
+                serving_model_dir=str(serving_model_dir) if serving_model_dir else None,
                 schema=schema,
                 examples=channel.Channel(type=standard_artifacts.Examples),
                 statistics=channel.Channel(type=standard_artifacts.ExampleStatistics),

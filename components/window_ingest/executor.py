@@ -4,8 +4,9 @@ clean ones merged into one Examples artifact, the others left out with their rea
 Outputs (one artifact each, as every runner, Vertex included, passes them):
 
 - ``examples``: the clean spans of the window, ``Split-<split>/span-<N>-<file>``; custom properties
-  ``span`` (the newest span present), ``spans`` (those merged), ``left_out`` ({span: reasons}) and
-  ``data_fingerprint`` (equal exactly when the window holds the same span files);
+  ``span`` (the newest span present), ``spans`` (those merged), ``left_out`` ({span: reasons}),
+  ``data_fingerprint`` (equal exactly when the window holds the same span files) and ``trained_as``
+  (the version in ``serving_model_dir`` trained on exactly this window, 0 if none: nothing new to train);
 - ``statistics``: TFDV statistics per span under ``span-<N>/Split-<split>/``, and the newest span's at
   the top, where StatisticsGen puts them;
 - ``anomalies``: the same layout of ExampleValidator's files; the top-level ``blessed`` flags per split
@@ -28,6 +29,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils, proto_utils
 
+from components.safe_pusher.publish import find_version_trained_on
 from components.window_ingest.ingest import (
     ANOMALIES_FILE,
     STATISTICS_FILE,
@@ -39,11 +41,13 @@ from components.window_ingest.ingest import (
 )
 from components.window_ingest.window import (
     DATA_FINGERPRINT,
+    TRAINED_AS,
     anomaly_words,
     data_fingerprint,
     latest,
     merge_into,
     present_spans,
+    write_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -130,7 +134,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             artifact.set_int_custom_property("span", spans[-1])
         examples.set_string_custom_property("spans", json.dumps(clean))
         examples.set_string_custom_property("left_out", json.dumps(left_out, sort_keys=True))
-        examples.set_string_custom_property(DATA_FINGERPRINT, data_fingerprint(fingerprints))
+        write_manifest(examples.uri, fingerprints)
+        fingerprint = data_fingerprint(fingerprints)
+        examples.set_string_custom_property(DATA_FINGERPRINT, fingerprint)
+        served = exec_properties.get("serving_model_dir") or ""
+        trained_as = (
+            find_version_trained_on({"fingerprint": fingerprint}, served) if served and clean else None
+        )
+        examples.set_int_custom_property(TRAINED_AS, trained_as or 0)
         if files and files[-1].span == spans[-1]:
             examples.set_string_custom_property(utils.FINGERPRINT_PROPERTY_NAME, files[-1].fingerprint)
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)

@@ -29,7 +29,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, writer_utils
 from tfx_bsl.coders import csv_decoder, example_coder
 
-from components.span_validator.check import validate
+from components.window_ingest.check import validate
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ span with anomalies is left out with its reasons, the clean ones are merged.
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import re
 
@@ -15,6 +16,8 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 DATA_FINGERPRINT = "data_fingerprint"
+TRAINED_AS = "trained_as"  # the version already trained on exactly this window (0: none)
+SPANS_MANIFEST = "spans.json"  # in the window's folder: {span: fingerprint of its files}
 
 
 def present_spans(input_base: str, pattern: str) -> list[int]:
@@ -72,3 +75,9 @@ def merge_into(
                 tf.io.gfile.rename(
                     posixpath.join(source, name), posixpath.join(target, f"span-{span}-{name}")
                 )
+
+
+def write_manifest(examples_uri: str, fingerprints: dict[int, str]) -> None:
+    """Which spans the window holds and the fingerprint of each one's files (Transform's cache keys)."""
+    with tf.io.gfile.GFile(posixpath.join(examples_uri, SPANS_MANIFEST), "w") as handle:
+        json.dump({str(span): fp for span, fp in sorted(fingerprints.items())}, handle, sort_keys=True)

@@ -35,7 +35,7 @@ def cloud():
 
 @pytest.fixture(scope="module")
 def ingest_specs(cloud, tmp_path_factory) -> dict[str, Path]:
-    """The ingest-and-validate part of create_pipeline (no resolvers), compiled in both formats."""
+    """The ingest-and-validate part of create_pipeline, compiled in both formats."""
     out = tmp_path_factory.mktemp("compiled")
     build = functools.partial(create_pipeline, ingest_only=True, orchestrator="kubeflow_v2")
     return {target: compile_pipeline(cloud, target, out, build=build) for target in ("vertex", "kfp")}
@@ -63,19 +63,16 @@ def test_kfp_yaml_is_a_strict_pipeline_spec(ingest_specs) -> None:
     assert path.name == "taxi-tips.yaml"
     spec = kfp_client._extract_pipeline_yaml(str(path)).pipeline_spec
     assert spec.pipeline_info.name == "taxi-tips"
-    assert sorted(spec.root.dag.tasks) == [
-        "CsvExampleGen",
-        "ExampleValidator",
-        "ImportSchemaGen",
-        "StatisticsGen",
-    ]
+    assert sorted(spec.root.dag.tasks) == ["ImportSchemaGen", "WindowIngest"]
 
 
 def test_task_graph_images_and_importable_executors(cloud, ingest_specs) -> None:
     job = json.loads(ingest_specs["vertex"].read_text())
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert tasks["StatisticsGen"]["dependentTasks"] == ["CsvExampleGen"]
-    assert sorted(tasks["ExampleValidator"]["dependentTasks"]) == ["ImportSchemaGen", "StatisticsGen"]
+    assert tasks["WindowIngest"]["dependentTasks"] == ["ImportSchemaGen"]
+    # the ingest reads the data root: Vertex must run it every time, never answer it from its cache
+    assert tasks["WindowIngest"].get("cachingOptions", {}).get("enableCache") is not True
+    assert tasks["ImportSchemaGen"]["cachingOptions"]["enableCache"] is True
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     for name, executor in executors(spec).items():
         container = executor["container"]
@@ -112,14 +109,21 @@ def test_full_pipeline_compiles_with_a_blessing_gated_pusher(cloud, tmp_path) ->
         json.loads(path.read_text())["pipelineSpec"], pipeline_spec_pb2.PipelineSpec()
     )
     tasks = json_format.MessageToDict(spec.root.dag)["tasks"]
-    assert "SpanWindow" not in tasks  # the custom window resolver is local-only
-    assert "CsvExampleGen" in tasks["Transform"]["dependentTasks"]  # trains on the ingested span
-    assert "_ExampleValidator.anomalies" in tasks["Transform"]["triggerPolicy"]["condition"]
-    for gated in ("Pusher", "ServingConfigGen"):
+    # the validated window, as on a local run: no resolver, the ingest feeds Transform and the Evaluator
+    assert "WindowIngest" in tasks["Transform"]["dependentTasks"]
+    assert "WindowIngest" in tasks["Evaluator"]["dependentTasks"]
+    assert not [name for name in tasks if "Resolver" in name or name == "SpanWindow"]
+    condition = tasks["Transform"]["triggerPolicy"]["condition"]
+    assert "_WindowIngest.anomalies" in condition and "['trained_as'] == 0.0" in condition
+    for gated in ("LoadCheck", "Pusher", "ServingConfigGen"):
         condition = tasks[gated]["triggerPolicy"]["condition"]
-        assert "_Evaluator.blessing" in condition and "['blessed'] == 1.0" in condition, gated
-        assert "_ExampleValidator.anomalies" in condition, gated
+        # the Evaluator's blessing, by its task's output or as the gated task's own input
+        blessing = "_Evaluator.blessing" in condition or "artifacts['model_blessing']" in condition
+        assert blessing and "['blessed'] == 1.0" in condition, gated
+        assert "_WindowIngest.anomalies" in condition, gated
+    assert "LoadCheck" in tasks["Pusher"]["dependentTasks"]  # the infra_blessing channel
     assert "Pusher" in tasks["ServingConfigGen"]["dependentTasks"]
+    assert tasks["WindowIngest"].get("cachingOptions", {}).get("enableCache") is not True
     schemas = json.dumps({name: json_format.MessageToDict(c) for name, c in spec.components.items()})
     assert "title: canary.ServingConfig" in schemas
 

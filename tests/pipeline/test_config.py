@@ -139,6 +139,13 @@ def test_bad_config_names_the_problem(tmp_path, yaml_text, message):
         ({"metrics": [{"name": "AUC", "max_drop": 0.1}]}, "AUC max_drop must be a number >= 0 next to a min"),
         ({"metrics": [{"name": "AUC", "minimum": 0.7}]}, "unknown key(s) ['minimum'] for AUC"),
         ({"metrics": [{"name": "AUC", "min": "high"}]}, "AUC min must be a number, got 'high'"),
+        ({"load_check_latency_ms": 0}, "load_check_latency_ms in {file}: 0 ms is out of range (0, 60000]"),
+        ({"load_check_latency_ms": 90000}, "90000 ms is out of range (0, 60000]"),
+        ({"warmup_examples": 1001}, "warmup_examples in {file}: 1001 is over TF Serving's 1000 records"),
+        ({"warmup_examples": 0}, "warmup_examples must be at least 1, got 0"),
+        ({"model_registry": {"region": "us-central1", "model_id": "m"}}, "model registry needs a project"),
+        ({"model_registry": {"project": "my-project", "model_id": "m"}}, "model registry needs a region"),
+        ({"model_registry": "taxi"}, "model_registry in {file}: must be a mapping, got str"),
     ],
 )
 def test_bad_model_settings_name_the_file_the_key_and_what_is_valid(tmp_path, changes, message):

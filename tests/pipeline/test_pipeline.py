@@ -1,41 +1,72 @@
-"""create_pipeline's shape: first-run backfill nodes feed the span window; Beam dependency flags."""
+"""create_pipeline's shape: one definition for every runner (the window ingested in the pipeline, the
+load check before the pusher); the ingest is never answered from the cache; Beam dependency flags."""
 
 import json
 
-import pytest
-
 from pipeline.config import load_config
-from pipeline.pipeline import beam_args, create_pipeline
+from pipeline.pipeline import beam_args, create_pipeline, never_cached
 
 
 def _nodes(pipeline):
     return {node.id: node for node in pipeline.components}
 
 
-def test_backfill_adds_one_node_for_all_older_spans_before_the_window(tmp_path):
+def test_the_window_is_ingested_in_the_pipeline_and_feeds_transform_and_the_evaluator(tmp_path):
     config = load_config(home=tmp_path, span_window=4)
-    nodes = _nodes(create_pipeline(config, backfill_spans=[3, 1, 2, 3]))
-    backfill = nodes["BackfillSpans"]
-    assert json.loads(backfill.exec_properties["spans"]) == [1, 2, 3]
-    assert backfill.exec_properties["input_base"] == str(config.paths.data_root)
-    # The same input pattern and splits as the newest span's CsvExampleGen.
-    for key in ("input_config", "output_config"):
-        assert backfill.exec_properties[key] == nodes["CsvExampleGen"].exec_properties[key]
-    assert nodes["ImportSchemaGen"] in backfill.upstream_nodes
-    assert {backfill, nodes["ExampleValidator"]} <= nodes["SpanWindow"].upstream_nodes
-    assert nodes["SpanWindow"] in nodes["MergeSpans"].upstream_nodes
-    assert nodes["MergeSpans"] in nodes["Transform"].upstream_nodes
+    nodes = _nodes(create_pipeline(config))
+    assert set(nodes) == {
+        "ImportSchemaGen",
+        "WindowIngest",
+        "LatestAnalyzerCache",
+        "Transform",
+        "Trainer",
+        "LatestBlessedModel",
+        "Evaluator",
+        "LoadCheck",
+        "Pusher",
+        "ServingConfigGen",
+    }
+    ingest = nodes["WindowIngest"]
+    assert ingest.exec_properties["num_spans"] == 4
+    assert ingest.exec_properties["input_base"] == str(config.paths.data_root)
+    assert ingest.exec_properties["serving_model_dir"] == config.serving_model_dir
+    assert nodes["ImportSchemaGen"] in ingest.upstream_nodes
+    for consumer in ("Transform", "Evaluator", "LoadCheck", "Pusher"):
+        assert ingest in nodes[consumer].upstream_nodes, consumer
 
 
-def test_without_backfill_the_pipeline_has_only_the_newest_span_ingest(tmp_path):
-    nodes = _nodes(create_pipeline(load_config(home=tmp_path)))
-    assert "BackfillSpans" not in nodes
-    assert {"CsvExampleGen", "SpanWindow", "Transform", "Pusher"} <= set(nodes)
+def test_transform_reads_the_last_cache_and_the_trainer_starts_from_the_blessed_model(tmp_path):
+    config = load_config(home=tmp_path, warm_start_steps=40)
+    nodes = _nodes(create_pipeline(config))
+    assert nodes["Transform"].inputs["analyzer_cache"].producer_component_id == "LatestAnalyzerCache"
+    trainer = nodes["Trainer"]
+    assert trainer.inputs["base_model"].producer_component_id == "LatestBlessedModel"
+    assert nodes["Evaluator"].inputs["baseline_model"].producer_component_id == "LatestBlessedModel"
+    assert json.loads(trainer.exec_properties["custom_config"])["warm_start_steps"] == 40
+    assert "warm_start_steps" not in json.loads(nodes["Transform"].exec_properties["custom_config"])
 
 
-def test_backfill_is_refused_for_kubeflow(tmp_path):
-    with pytest.raises(ValueError, match="backfill_spans"):
-        create_pipeline(load_config(home=tmp_path), backfill_spans=[1], orchestrator="kubeflow_v2")
+def test_the_same_components_for_vertex(tmp_path):
+    config = load_config(home=tmp_path)
+    local, vertex = create_pipeline(config), create_pipeline(config, orchestrator="kubeflow_v2")
+    assert set(_nodes(local)) == set(_nodes(vertex))
+    assert never_cached(local) == never_cached(vertex) == ["WindowIngest"]
+
+
+def test_the_pusher_needs_the_load_check_and_the_evaluator(tmp_path):
+    config = load_config(home=tmp_path, load_check_latency_ms=80, warmup_examples=3)
+    nodes = _nodes(create_pipeline(config))
+    pusher, load_check = nodes["Pusher"], nodes["LoadCheck"]
+    assert {load_check, nodes["Evaluator"]} <= pusher.upstream_nodes
+    assert pusher.inputs["infra_blessing"].producer_component_id == "LoadCheck"
+    assert load_check.exec_properties["latency_budget_ms"] == 80.0
+    assert load_check.exec_properties["warmup_examples"] == 3
+    assert load_check.exec_properties["model_name"] == config.serving_model_name
+
+
+def test_ingest_only_stops_after_the_ingest(tmp_path):
+    nodes = _nodes(create_pipeline(load_config(home=tmp_path), ingest_only=True))
+    assert set(nodes) == {"ImportSchemaGen", "WindowIngest"}
 
 
 def test_local_runs_declare_the_project_as_beam_dependency(tmp_path):

@@ -1,4 +1,4 @@
-"""The pipeline end to end on small spans: push, second version, data gate, model gate, no re-push.
+"""The pipeline end to end on small spans: push, second version, nothing new, data gate, model gate.
 
 One project home is shared by the runs, in order, like a real deployment receiving data over time.
 Everything is real: TFX LocalDagRunner, Beam FnApiRunner, MLMD SQLite, TF SavedModels on disk.
@@ -19,6 +19,7 @@ from fixtures.taxi import taxi_spec, to_example
 from models import features
 from pipeline import data
 from pipeline.config import load_config
+from pipeline.outcome import summary
 from pipeline.runner import run_pipeline
 from release.metadata import open_store
 from release.serving_dir import list_versions
@@ -28,16 +29,14 @@ pytestmark = pytest.mark.e2e
 
 ROWS_PER_SPAN = 250
 COMPONENTS = {
-    "CsvExampleGen",
-    "StatisticsGen",
     "ImportSchemaGen",
-    "ExampleValidator",
-    "SpanWindow",
-    "MergeSpans",
+    "WindowIngest",
+    "LatestAnalyzerCache",
     "Transform",
     "Trainer",
     "LatestBlessedModel",
     "Evaluator",
+    "LoadCheck",
     "Pusher",
     "ServingConfigGen",
 }
@@ -103,9 +102,11 @@ def test_first_run_pushes_a_blessed_version(config, runs):
     assert result.ok, result.reason
     assert result.blessed is True and result.pushed_version is not None, result.reason
     assert result.metrics["auc"] >= config.metrics[0].min
-    # The first run also ingested and validated the older span 1, in the same run.
-    assert result.backfilled == [1]
-    assert _executed_nodes(config) == COMPONENTS | {"BackfillSpans"}
+    assert result.spans == [2] and result.window == [1, 2]  # every span of the window, in this run
+    # TensorBoard logs in the Trainer's model_run output, and the run says where
+    assert list(Path(result.tensorboard_dir).rglob("events.out.tfevents.*")), result.tensorboard_dir
+    assert f"tensorboard --logdir {result.tensorboard_dir}" in summary(result)
+    assert _executed_nodes(config) == COMPONENTS
     assert list_versions(config.serving_model_dir) == [result.pushed_version]
     assert not [n for n in os.listdir(config.serving_model_dir) if n.startswith(".")]  # no staging left
 
@@ -153,7 +154,7 @@ def test_a_new_span_pushes_a_second_version(config, runs):
     assert data.add_span(config.paths.data_root, rows_per_span=ROWS_PER_SPAN) == 3
     result = run_pipeline(config)
     runs["second"] = result
-    assert result.ok and result.spans == [3], result.reason
+    assert result.ok and result.spans == [3] and result.window == [1, 2, 3], result.reason
     assert result.pushed_version is not None and result.pushed_version > runs["first"].pushed_version, (
         result.reason
     )
@@ -161,15 +162,17 @@ def test_a_new_span_pushes_a_second_version(config, runs):
     assert versions == [runs["first"].pushed_version, result.pushed_version]
 
 
-def test_a_model_trained_on_the_data_of_a_released_version_is_not_pushed_again(config, runs):
-    # more steps: another model, blessed, but from exactly the window version 2 was trained on
+def test_a_window_a_version_was_trained_on_trains_nothing(config, runs):
+    # more steps: another model, but on exactly the window version 2 was trained on: nothing new
     result = run_pipeline(config.replace(train_steps=config.train_steps + 20))
-    assert result.ok and result.blessed is True, result.reason
-    assert result.refused and result.pushed_version is None
-    assert (
-        f"trained on exactly the data of version {runs['second'].pushed_version} (spans [1, 2, 3])"
-        in result.reason
+    assert result.ok and not result.refused and result.pushed_version is None, result.reason
+    assert result.reason == (
+        f"nothing new to train: version {runs['second'].pushed_version} was trained on exactly this "
+        "window (spans 1-3)"
     )
+    statuses = {c.name: c.status for c in result.components}
+    assert statuses["WindowIngest"] == "ran"  # the ingest always looks at the data
+    assert statuses["Transform"] == statuses["Trainer"] == "skipped"
     assert len(list_versions(config.serving_model_dir)) == 2
 
 
@@ -215,21 +218,20 @@ def test_a_span_with_too_few_examples_is_refused(config, runs):
 
 
 def test_a_worse_model_is_not_blessed_nor_pushed(config, runs):
+    data.add_span(config.paths.data_root, rows_per_span=ROWS_PER_SPAN)  # a new, clean span 4
     result = run_pipeline(config.replace(train_steps=1))
-    assert result.ok, result.reason
+    assert result.ok and result.window == [2, 3, 4], result.reason
     assert result.blessed is False and result.pushed_version is None
     assert result.failed_checks and "not blessed" in result.reason
+    assert {c.name: c.status for c in result.components}["LoadCheck"] == "skipped"
     assert len(list_versions(config.serving_model_dir)) == 2
 
 
-def test_a_rerun_with_nothing_new_pushes_nothing(config, runs):
-    result = run_pipeline(config)
-    assert result.ok and result.blessed is True
-    assert result.pushed_version is None
-    assert f"already pushed as version {runs['second'].pushed_version}" in result.reason
-    statuses = {c.name: c.status for c in result.components}
-    assert statuses["Trainer"] == "cached" and statuses["Transform"] == "cached"
-    assert list_versions(config.serving_model_dir) == [
-        runs["first"].pushed_version,
-        runs["second"].pushed_version,
-    ]
+def test_a_candidate_slower_than_the_load_check_budget_is_not_pushed_and_the_run_says_why(config, runs):
+    data.add_span(config.paths.data_root, rows_per_span=ROWS_PER_SPAN)  # a new window, spans 3-5
+    result = run_pipeline(config.replace(load_check_latency_ms=0.001))
+    assert result.ok and result.blessed is True, result.reason
+    assert result.refused and result.pushed_version is None
+    assert result.reason.startswith("the load check failed: signature "), result.reason
+    assert "over the 0.001 ms budget" in result.reason and "\n" not in result.reason
+    assert len(list_versions(config.serving_model_dir)) == 2

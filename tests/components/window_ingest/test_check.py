@@ -4,7 +4,7 @@ import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tfx.utils import io_utils
 
-from components.span_validator.check import LOW_COUNT, minimum_examples, validate
+from components.window_ingest.check import LOW_COUNT, minimum_examples, validate
 from pipeline.config import load_config
 
 

@@ -23,7 +23,7 @@ from components.window_ingest.executor import Executor
 from components.window_ingest.ingest import find_span_files
 from components.window_ingest.window import DATA_FINGERPRINT, data_fingerprint, latest, present_spans
 from pipeline import data
-from pipeline.data import schema_path
+from pipeline.config import load_config
 from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
 
 ROWS_PER_SPAN = 120  # ~30 eval rows: above the schema's 20-example minimum
@@ -58,7 +58,7 @@ def spans(tmp_path_factory):
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory):
     folder = tmp_path_factory.mktemp("schema")
-    shutil.copy(schema_path(), folder / "schema.pbtxt")
+    shutil.copy(load_config(model="taxi_tips").schema_file, folder / "schema.pbtxt")
     return _artifact(standard_artifacts.Schema, folder)
 
 

@@ -1,0 +1,134 @@
+"""WindowTransform: a retrain analyzes only the span it has not seen, and transforms exactly as an
+uncached Transform does. Real WindowIngest and Transform executors (Beam FnApiRunner) on small spans
+of the taxi sample, with the taxi model's own preprocessing_fn."""
+
+import json
+import logging
+import shutil
+
+import pytest
+import tensorflow as tf
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import proto_utils
+
+from components.window_ingest.executor import Executor as WindowIngest
+from components.window_transform.executor import Executor as WindowTransform
+from components.window_transform.keys import dataset_key, per_span
+from pipeline import data
+from pipeline.config import load_config
+from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
+
+ROWS_PER_SPAN = 120
+BEAM = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+CONTEXT = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=BEAM)
+
+
+def _artifact(kind, uri):
+    artifact = kind()
+    artifact.uri = str(uri)
+    return artifact
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("window-transform")
+    header, by_span = data.split_into_spans()
+    for span in (1, 2, 3):
+        data.write_span(root / "data", span, header, data._sample(by_span[span], ROWS_PER_SPAN))
+    (root / "schema").mkdir()
+    shutil.copy(load_config(model="taxi_tips").schema_file, root / "schema" / "schema.pbtxt")
+    return root
+
+
+def _window(workspace, name: str, spans: list[int]):
+    """WindowIngest over ``spans`` (the others moved aside for the run)."""
+    aside = workspace / f"aside-{name}"
+    aside.mkdir()
+    for folder in (workspace / "data").iterdir():
+        if int(folder.name.split("-")[1]) not in spans:
+            folder.rename(aside / folder.name)
+    outputs = {
+        "examples": [_artifact(standard_artifacts.Examples, workspace / name / "examples")],
+        "statistics": [_artifact(standard_artifacts.ExampleStatistics, workspace / name / "statistics")],
+        "anomalies": [_artifact(standard_artifacts.ExampleAnomalies, workspace / name / "anomalies")],
+    }
+    properties = {
+        "input_base": str(workspace / "data"),
+        "input_config": proto_utils.proto_to_json(_INPUT_CONFIG),
+        "output_config": proto_utils.proto_to_json(_OUTPUT_CONFIG),
+        "num_spans": len(spans),
+    }
+    schema = _artifact(standard_artifacts.Schema, workspace / "schema")
+    WindowIngest(CONTEXT).Do({"schema": [schema]}, outputs, properties)
+    for folder in aside.iterdir():
+        folder.rename(workspace / "data" / folder.name)
+    return outputs["examples"][0]
+
+
+def _transform(workspace, name: str, examples, cache=None):
+    config = load_config(model="taxi_tips")
+    outputs = {
+        "transform_graph": [_artifact(standard_artifacts.TransformGraph, workspace / name / "graph")],
+        "transformed_examples": [_artifact(standard_artifacts.Examples, workspace / name / "transformed")],
+        "updated_analyzer_cache": [_artifact(standard_artifacts.TransformCache, workspace / name / "cache")],
+    }
+    outputs["transformed_examples"][0].split_names = examples.split_names
+    inputs = {"examples": [examples], "schema": [_artifact(standard_artifacts.Schema, workspace / "schema")]}
+    if cache is not None:
+        inputs["analyzer_cache"] = [cache]
+    properties = {
+        "preprocessing_fn": config.preprocessing_fn,
+        "custom_config": json.dumps(config.user_custom_config),
+        "force_tf_compat_v1": 0,
+        "disable_statistics": 1,
+    }
+    WindowTransform(CONTEXT).Do(inputs, outputs, properties)
+    return {key: artifacts[0] for key, artifacts in outputs.items()}
+
+
+def _records(examples, split):
+    """The split's examples as sorted feature dicts (a map's wire order is not fixed, so not bytes)."""
+    pattern = f"{artifact_utils.get_split_uri([examples], split)}/*"
+    rows = []
+    for record in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), "GZIP"):
+        features = tf.train.Example.FromString(record.numpy()).features.feature
+        rows.append(sorted((name, str(value)) for name, value in features.items()))
+    assert rows, pattern
+    return sorted(rows)
+
+
+@pytest.fixture(scope="module")
+def runs(workspace):
+    first_window = _window(workspace, "w12", [1, 2])
+    first = _transform(workspace, "t12", first_window)
+    second_window = _window(workspace, "w23", [2, 3])
+    return first_window, first, second_window
+
+
+def test_each_span_of_the_train_split_is_its_own_dataset_with_a_stable_key(runs):
+    first_window, _first, second_window = runs
+    ours = per_span(f"{first_window.uri}/Split-train/*")
+    theirs = per_span(f"{second_window.uri}/Split-train/*")
+    assert [key.split("-")[1] for _, key in ours] == ["1", "2"]
+    assert ours[1][1] == theirs[0][1]  # span 2: the same key in both windows (another path)
+    assert ours[1][0] != theirs[0][0]
+    assert per_span(f"{first_window.uri}/Split-train/span-1-*") is None  # already per span
+    assert dataset_key(2, "a", "train") != dataset_key(2, "b", "train")  # new files, new key
+
+
+def test_a_retrain_analyzes_only_the_new_span_and_transforms_like_an_uncached_transform(
+    workspace, runs, caplog
+):
+    _first_window, first, second_window = runs
+    with caplog.at_level(logging.INFO, logger="components.window_transform.executor"):
+        cached = _transform(workspace, "t23-cached", second_window, cache=first["updated_analyzer_cache"])
+    [line] = [r.getMessage() for r in caplog.records if "analyzer cache" in r.getMessage()]
+    key2, key3 = (key for _, key in per_span(f"{second_window.uri}/Split-train/*"))
+    assert f"1 dataset(s) cached ['{key2}'], 1 analyzed ['{key3}']" in line
+
+    uncached = _transform(workspace, "t23-uncached", second_window)
+    for split in ("train", "eval"):
+        assert _records(cached["transformed_examples"], split) == _records(
+            uncached["transformed_examples"], split
+        )
