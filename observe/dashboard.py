@@ -33,7 +33,9 @@ def _target(expr: str, legend: str, ref: str, **kw) -> g.Target:
     return g.Target(expr=expr, legendFormat=legend, refId=ref, datasource=DATASOURCE, **kw)
 
 
-def _series(title: str, targets: list[g.Target], pos: tuple[int, int, int, int], unit: str, **kw) -> g.TimeSeries:
+def _series(
+    title: str, targets: list[g.Target], pos: tuple[int, int, int, int], unit: str, **kw
+) -> g.TimeSeries:
     w, h, x, y = pos
     return g.TimeSeries(
         title=title,
@@ -53,10 +55,11 @@ def _rate(metric: str, by: str = "label, mode") -> str:
 
 
 def _prediction_heatmap(label: str, x: int) -> g.Heatmap:
-    expr = f'sum by (le) (increase(router_prediction_bucket{{model="$model", label="{label}"}}[$__rate_interval]))'
+    selector = f'router_prediction_bucket{{model="$model", label="{label}"}}'
+    expr = f"sum by (le) (increase({selector}[$__rate_interval]))"
     return g.Heatmap(
         title=f"Predictions: {label}",
-        description=f"Distribution of the values {label} answered (router_prediction buckets, live and shadow).",
+        description=f"Distribution of the values {label} answered (router_prediction, live and shadow).",
         dataSource=DATASOURCE,
         targets=[_target(expr, "{{le}}", "A", format="heatmap")],
         gridPos=g.GridPos(w=12, h=8, x=x, y=17),
@@ -95,7 +98,8 @@ def model_panels() -> list[g.Panel]:
             "A",
         ),
         _target(
-            'sum by (status) (rate(:tensorflow:serving:request_count{model_name="$model"}[$__rate_interval]))',
+            'sum by (status) (rate(:tensorflow:serving:request_count{model_name="$model"}'
+            "[$__rate_interval]))",
             "all versions {{status}} (TF Serving)",
             "B",
         ),
@@ -123,7 +127,7 @@ def model_panels() -> list[g.Panel]:
             valueMin=0,
             valueMax=1,
             lineInterpolation="stepAfter",
-            description="What the routers apply: the canary's share of live traffic and of stable's mirrored.",
+            description="What the routers apply: the canary's share of live traffic, of stable's mirrored.",
         ),
         _series(
             "Latency p50 / p99",
@@ -170,9 +174,7 @@ def build() -> g.Dashboard:
         "textFormat": "{{model}}: a step, a promotion or a rollback",
         "tagKeys": "model",
     }
-    row = g.RowPanel(
-        title="$model", gridPos=g.GridPos(w=24, h=1, x=0, y=0), repeat=g.Repeat("v", "model")
-    )
+    row = g.RowPanel(title="$model", gridPos=g.GridPos(w=24, h=1, x=0, y=0), repeat=g.Repeat("v", "model"))
     return g.Dashboard(
         title="tfx-canary: canary release",
         uid=UID,

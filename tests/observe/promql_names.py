@@ -46,5 +46,7 @@ def scraped_names(url: str) -> set[str]:
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
     return {
-        re.match(r"[^\s{]+", line)[0] for line in text.splitlines() if line.strip() and not line.startswith("#")
+        re.match(r"[^\s{]+", line)[0]
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
     }

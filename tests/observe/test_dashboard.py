@@ -49,7 +49,9 @@ def test_the_dashboard_is_well_formed() -> None:
     board = json.loads(dashboard.DASHBOARD_FILE.read_text())
     assert board["uid"] == dashboard.UID and board["title"] and board["schemaVersion"] >= 36
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert (
+        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    )
     assert variables["model"]["datasource"]["uid"] == "${datasource}"
     (row,) = [p for p in board["panels"] if p["type"] == "row"]
     assert row["repeat"] == "model" and row["gridPos"] == {"h": 1, "w": 24, "x": 0, "y": 0}
@@ -60,7 +62,9 @@ def test_the_dashboard_is_well_formed() -> None:
         assert panel["type"] in {"timeseries", "heatmap"}, panel["type"]
         pos = panel["gridPos"]
         assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24 and pos["y"] >= 1 and pos["h"] > 0, panel["title"]
-        for cell in itertools.product(range(pos["x"], pos["x"] + pos["w"]), range(pos["y"], pos["y"] + pos["h"])):
+        for cell in itertools.product(
+            range(pos["x"], pos["x"] + pos["w"]), range(pos["y"], pos["y"] + pos["h"])
+        ):
             assert cell not in cells, f"{panel['title']!r} overlaps {cells[cell]!r}"
             cells[cell] = panel["title"]
         refs = [t["refId"] for t in panel["targets"]]
@@ -76,13 +80,16 @@ def test_the_dashboard_is_well_formed() -> None:
     assert "router_release_generation" in transitions["expr"] and transitions["enable"]
     for query in queries(board):
         used = set(re.findall(r"\$\{?(\w+)", query))
-        assert used <= set(variables) | GRAFANA_BUILTINS, f"{query}: undefined variables {used - set(variables)}"
+        assert used <= set(variables) | GRAFANA_BUILTINS, (
+            f"{query}: undefined variables {used - set(variables)}"
+        )
 
 
 def test_metric_names_come_from_the_promql_syntax_tree() -> None:
     query = (
         'histogram_quantile(0.99, sum by (le) (rate(router_latency_seconds_bucket{model="$model"}'
-        '[$__rate_interval]))) / on (model) group_left () (x or {__name__=":tfx_canary:serving:request_count"})'
+        "[$__rate_interval]))) / on (model) group_left ()"
+        ' (x or {__name__=":tfx_canary:serving:request_count"})'
     )
     assert metric_names(query) == {"router_latency_seconds_bucket", "x", ":tfx_canary:serving:request_count"}
     assert metric_names("label_values(router_requests_total, model)") == {"router_requests_total"}
@@ -147,10 +154,14 @@ def test_every_rule_reads_exported_or_recorded_metrics(exported: set[str]) -> No
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 names = metric_names(rule["expr"])
-                assert names and names <= known, f"{path.name} {rule.get('record') or rule['alert']}: {names - known}"
+                assert names and names <= known, (
+                    f"{path.name} {rule.get('record') or rule['alert']}: {names - known}"
+                )
     # recording rules bottom out in exported metrics, never only in each other
     for record, expr in recorded.items():
         leaves = metric_names(expr)
         while leaves & set(recorded):
-            leaves = (leaves - set(recorded)) | set().union(*(metric_names(recorded[n]) for n in leaves & set(recorded)))
+            leaves = (leaves - set(recorded)) | set().union(
+                *(metric_names(recorded[n]) for n in leaves & set(recorded))
+            )
         assert leaves and leaves <= exported, record

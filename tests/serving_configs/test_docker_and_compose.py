@@ -217,7 +217,9 @@ def test_compose_grafana_provisions_the_dashboard_from_prometheus(compose: dict)
     assert (dashboards / "tfx-canary.json").is_file()
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == f"{provider['options']['path']}/tfx-canary.json"
-    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"]
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())[
+        "datasources"
+    ]
     host, port = datasource["url"].removeprefix("http://").split(":")
     assert f"{port}:{port}" in compose["services"][host]["ports"] and host in grafana["depends_on"]
     assert "3000:3000" in grafana["ports"]
