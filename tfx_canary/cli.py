@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "release.cli",
     "serving.cli",
     "rollout.cli",
+    "observe.cli",
     "tfx_canary.demo",
 )
 STACK = (
