@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import sys
 from pathlib import Path
 
 from tfx_canary.options import add_home, add_model_choice, home_of
@@ -28,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--name", help="pipeline name (default: the model name with hyphens)")
     run.add_argument("--train-steps", type=int, help="training steps")
     run.add_argument("--span-window", type=int, help="train on the latest K validated spans")
+    run.add_argument(
+        "--json", action="store_true", help="print the outcome as JSON (the progress lines go to stderr)"
+    )
     run.set_defaults(func=_run)
 
 
@@ -76,6 +82,10 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.runner import run_pipeline
 
     config = build_config(args)
+    if args.json:  # stdout holds only the answer
+        result = run_pipeline(config, progress=lambda line: print(line, file=sys.stderr))
+        print(json.dumps(dataclasses.asdict(result), indent=1))
+        return 0 if result.ok else 1
     result = run_pipeline(config, progress=print)
     print(summary(result))
     return 0 if result.ok else 1
