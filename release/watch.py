@@ -20,6 +20,7 @@ from release import progress as record
 from tfx_canary.live import LiveOutput
 
 STALE_S = 15.0  # a running rollout rewrites its progress every second
+RECENT_S = 600.0  # a finished rollout stays on show this long, even once its canary is gone
 
 
 def _summary(row: dict) -> str:
@@ -39,8 +40,11 @@ def _summary(row: dict) -> str:
 def _progress_of(row: dict, releases_dir: str, now: float) -> record.Progress | None:
     """The rollout progress that belongs to this row's release, marked when it stopped updating."""
     progress = record.read(releases_dir, row["model"])
-    if progress is None or progress.canary not in (row["labels"].get("canary"), row["labels"].get("stable")):
-        return None  # none, or about an earlier release
+    if progress is None:
+        return None
+    current = progress.canary in (row["labels"].get("canary"), row["labels"].get("stable"))
+    if not current and not (progress.outcome and now - progress.updated_at < RECENT_S):
+        return None  # about an earlier release (a rollback just now is still worth showing)
     if not progress.outcome and now - progress.updated_at > STALE_S:
         progress.note = f"no update for {now - progress.updated_at:.0f} s: is the rollout still running?"
     return progress
