@@ -45,7 +45,7 @@ def home(tmp_path_factory) -> Path:
                     if version == 3:
                         write_failing_model(served.base_path, 3)
                     operations.publish(target, version)
-                    plan = parse_plan("shadow=1.5s,100%=1.5s")
+                    plan = parse_plan("shadow=1s,100%=1s")
                     outcome = RolloutController(target, url, plan, CRITERIA, max_extensions=3).run()
                     assert outcome.verdict == expected, outcome.steps
                 load.stop()
