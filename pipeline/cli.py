@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from tfx_canary.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 from tfx_canary.options import add_home, add_model_choice, home_of
 
 
@@ -24,7 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _rows_argument(add)
     add.set_defaults(func=_data_add_span)
 
-    run = subparsers.add_parser("run", help="run the training pipeline once on the spans present")
+    run = subparsers.add_parser(
+        "run",
+        help="run the training pipeline once on the spans present",
+        epilog="exit codes: 0 pushed (or nothing new to push), 3 refused by a gate (data anomalies, not "
+        "blessed, the same data as a released version), 1 failed, 2 usage error",
+    )
     add_home(run)
     run.add_argument("--config", type=Path, help="YAML file with PipelineConfig settings")
     add_model_choice(run)
@@ -82,10 +88,12 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.runner import run_pipeline
 
     config = build_config(args)
-    if args.json:  # stdout holds only the answer
+    if args.json:  # stdout holds only the answer; the progress lines go to stderr
         result = run_pipeline(config, progress=lambda line: print(line, file=sys.stderr))
         print(json.dumps(dataclasses.asdict(result), indent=1))
-        return 0 if result.ok else 1
-    result = run_pipeline(config, progress=print)
-    print(summary(result))
-    return 0 if result.ok else 1
+    else:
+        result = run_pipeline(config, progress=print)
+        print(summary(result))
+    if not result.ok:
+        return EXIT_FAILED
+    return EXIT_REFUSED if result.refused else EXIT_OK

@@ -68,6 +68,14 @@ def present_spans(data_root: str | Path) -> list[int]:
     return sorted(int(m.group(1)) for m in found if m)
 
 
+def empty_files(data_root: str | Path, span: int) -> list[str]:
+    """Names of the span's files that hold nothing at all (not even a header): e.g. a cut-off copy."""
+    folder = Path(data_root) / f"span-{span}"
+    return sorted(
+        str(p.relative_to(data_root)) for p in folder.glob("*") if p.is_file() and p.stat().st_size == 0
+    )
+
+
 def write_span(data_root: str | Path, span: int, header: list[str], rows: list[list[str]]) -> Path:
     """Write ``span-<span>/data.csv`` atomically (temp folder + rename). Existing spans are kept."""
     data_root = Path(data_root)

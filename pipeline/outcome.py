@@ -32,6 +32,7 @@ class RunResult:
     pipeline: str
     model: str
     ok: bool = True  # False when a component failed
+    refused: bool = False  # a gate said no: data anomalies, not blessed, or the same data as a release
     spans: list[int] = field(default_factory=list)  # the newest span, ingested by this run
     backfilled: list[int] = field(default_factory=list)  # older spans ingested and validated by this run
     left_out: dict[int, list[str]] = field(default_factory=dict)  # backfilled spans with anomalies
@@ -124,6 +125,7 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
     if not result.ok:
         return
     if result.anomalies:
+        result.refused = True
         result.reason = (
             f"span {', '.join(map(str, result.spans))} has data anomalies, so nothing was trained: "
             + "; ".join(result.anomalies)
@@ -131,6 +133,7 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
         return
     transformed = outputs.get("Transform", {}).get("transformed_examples", [])
     if not transformed:
+        result.refused = True
         result.reason = "no validated span to train on (every span in the window has anomalies)"
         return
     evaluation = outputs.get("Evaluator", {}).get("evaluation", [])
@@ -145,10 +148,12 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
         result.pushed_destination = pushed[0].get_string_custom_property("pushed_destination")
         result.reason = f"pushed version {result.pushed_version} to {result.pushed_destination}"
     elif result.blessed is False:
+        result.refused = True
         result.reason = "the model is not blessed: " + "; ".join(
             result.failed_checks or ["see the Evaluator"]
         )
     elif pushed:
+        result.refused = pushed[0].has_custom_property("duplicate_of")
         result.reason = pushed[0].get_string_custom_property("push_reason") or "the Pusher did not push"
     else:
         result.reason = "the Pusher did not run"

@@ -33,6 +33,7 @@ from components.backfill_spans.component import BackfillSpans
 from components.merge_spans.component import MergeSpans
 from components.safe_pusher.component import SafePusher
 from components.serving_config.component import ServingConfigGen
+from components.span_validator.component import SpanValidator
 from components.span_window.strategy import ValidatedSpanWindowStrategy
 from models.catalog import CLASSIFICATION
 from pipeline import data
@@ -123,7 +124,9 @@ def create_pipeline(
         components += train_components
         model_blessed = evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
         with tfx.dsl.Cond(model_blessed):
-            components += _release(config, trainer, evaluator, ingest.example_gen)
+            components += _release(
+                config, trainer, evaluator, ingest.example_gen, training_examples, orchestrator
+            )
     return _pipeline(config, components, orchestrator)
 
 
@@ -151,9 +154,9 @@ def _ingest(config: PipelineConfig, backfill_spans: Sequence[int]) -> _Ingest:
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
         "StatisticsGen"
     )
-    validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema
-    ).with_id("ExampleValidator")
+    validator = SpanValidator(statistics=statistics_gen.outputs["statistics"], schema=schema).with_id(
+        "ExampleValidator"
+    )
     components = [schema_gen, example_gen, statistics_gen, validator]
     backfill = None
     if backfill_spans:
@@ -204,12 +207,15 @@ def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
     return trainer, evaluator, [transform, trainer, baseline, evaluator]
 
 
-def _release(config: PipelineConfig, trainer, evaluator, example_gen) -> list:
-    """SafePusher (blessed, new models only) → ServingConfigGen (models.config, stable/canary labels)."""
+def _release(
+    config: PipelineConfig, trainer, evaluator, example_gen, training_examples, orchestrator: str
+) -> list:
+    """SafePusher (blessed, new models and new data only) → ServingConfigGen (models.config, labels)."""
     pusher = SafePusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         examples=example_gen.outputs["examples"],
+        training_examples=training_examples,
         base_directory=config.serving_model_dir,
         pipeline_name=config.name,
         warmup_examples=config.warmup_examples,
@@ -219,6 +225,9 @@ def _release(config: PipelineConfig, trainer, evaluator, example_gen) -> list:
         serving_root=config.paths.serving_root,
         model_name=config.serving_model_name,
         server_address=config.server_address or None,
+        # local runs record each generation in the project's MLMD as it is written (Vertex keeps its own)
+        metadata_path=config.metadata_path if orchestrator == "local" else None,
+        snapshot_root=config.paths.releases_dir if orchestrator == "local" else None,
     ).with_id("ServingConfigGen")
     return [pusher, serving_config]
 

@@ -112,6 +112,15 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
         result.ok = False
         result.reason = f"no data spans under {data_root}: run `tfx-canary data init` first"
         return result
+    empty = data.empty_files(Path(data_root), spans[-1])
+    if empty:
+        result.spans, result.refused = [spans[-1]], True
+        result.anomalies = [f"{name} is empty: no header, no rows" for name in empty]
+        result.reason = f"span {spans[-1]} has data anomalies, so nothing was trained: " + "; ".join(
+            result.anomalies
+        )
+        return result
+    finish_pending_release(config, say)
 
     from tfx import v1 as tfx
 
@@ -139,6 +148,38 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
     read_outcome(config, before, result)
     result.seconds = time.monotonic() - started
     return result
+
+
+def finish_pending_release(config: PipelineConfig, say: Progress) -> None:
+    """A version an earlier run listed but never labelled (killed between phase 1 and phase 2) is
+    labelled now if the model server has loaded it, or unlisted again if it failed to load."""
+    if not config.server_address:
+        return  # no server from here (Vertex): the controller finishes it where the server runs
+    from release import audit, operations
+    from release import state as sm
+    from release.metadata import open_store
+    from release.server_client import ServerClient, ServerUnreachable, VersionLoadFailed, WaitTimedOut
+
+    auditor = audit.Audit(open_store(config.metadata_path), config.paths.releases_dir, "pipeline")
+    target = operations.Target(
+        config.paths.serving_root,
+        config.serving_model_name,
+        server=ServerClient(config.server_address),
+        audit=auditor,
+        load_timeout_s=120.0,
+    )
+    version = target.read().state.candidate
+    if version is None:
+        return
+    say(f"Version {version} was listed by an earlier run but never labelled: finishing its release first")
+    try:
+        update = operations.finish_phase2(target, version, "phase 2 finished by the next pipeline run")
+        say(f"  version {version} is now `{'stable' if update.after.state.stable == version else 'canary'}`")
+    except VersionLoadFailed as error:
+        operations.commit(target, lambda s: sm.withdraw(s, version), "phase1-undone", str(error))
+        say(f"  version {version} failed to load, so it was unlisted again: {error}")
+    except (ServerUnreachable, WaitTimedOut) as error:
+        say(f"  not now ({error}); the version stays listed for the next run to finish")
 
 
 def _running_component(log_file: Path) -> str | None:

@@ -107,22 +107,41 @@ class Audit:
         metrics: dict | None = None,
         analysis: dict | None = None,
         inputs: Iterable[metadata_store_pb2.Artifact] = (),
+        actor: str | None = None,
+        extra_properties: dict | None = None,
     ) -> int:
-        """One transition: previous config (+ analysis) in, new config out. Returns the execution id."""
+        """One transition: previous config (+ analysis) in, new config out. Returns the execution id.
+
+        ``actor`` overrides this Audit's own (recording a transition another actor made and left
+        pending); ``extra_properties`` go on the config artifact (e.g. the PushedModel it serves).
+        """
         model = after.state.model
+        actor = actor or self.actor
         output = metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)
-        events: list = [(self._config_artifact(after, kind, reason), output)]
+        config = self._config_artifact(after, kind, reason, actor)
+        set_custom(config, extra_properties or {})
+        events: list = [(config, output)]
         previous = self._latest_config(model, before.state.generation)
         consumed = [previous] if previous is not None else []
         consumed += list(inputs)
         if analysis is not None:
             consumed.append(self._analysis_artifact(model, after.state.generation, analysis))
         events += [(a, metadata_store_pb2.Event(type=metadata_store_pb2.Event.INPUT)) for a in consumed]
-        execution = self._transition(kind, reason, before, after, metrics)
+        execution = self._transition(kind, reason, before, after, metrics, actor)
         execution_id, _, _ = self.store.put_execution(execution, events, [self._context(model)])
         return execution_id
 
-    def _config_artifact(self, after: Snapshot, kind: str, reason: str) -> metadata_store_pb2.Artifact:
+    def recorded(self, model: str, generation: int, config_sha256: str) -> bool:
+        """True once this generation of ``model`` (with exactly this config) is in the trail."""
+        return any(
+            get_custom(a).get("generation") == generation
+            and get_custom(a).get("config_sha256") == config_sha256
+            for a in serving_configs(self.store, model)
+        )
+
+    def _config_artifact(
+        self, after: Snapshot, kind: str, reason: str, actor: str
+    ) -> metadata_store_pb2.Artifact:
         """The new generation: its text saved under the snapshot root, its labels as properties."""
         path = join(self.snapshot_root, after.state.model, f"generation-{after.state.generation}.config")
         write_text_atomic(path, after.config_text)
@@ -131,7 +150,7 @@ class Audit:
             uri=path,
             state=metadata_store_pb2.Artifact.LIVE,
         )
-        set_custom(config, serving_config_properties(after, kind, self.actor, reason))
+        set_custom(config, serving_config_properties(after, kind, actor, reason))
         return config
 
     def _analysis_artifact(self, model: str, generation: int, analysis: dict) -> metadata_store_pb2.Artifact:
@@ -150,7 +169,7 @@ class Audit:
         return artifact
 
     def _transition(
-        self, kind: str, reason: str, before: Snapshot, after: Snapshot, metrics: dict | None
+        self, kind: str, reason: str, before: Snapshot, after: Snapshot, metrics: dict | None, actor: str
     ) -> metadata_store_pb2.Execution:
         execution = metadata_store_pb2.Execution(
             type_id=_type_id(self.store, "execution", TRANSITION_TYPE),
@@ -161,7 +180,7 @@ class Audit:
             {
                 "model": after.state.model,
                 "kind": kind,
-                "actor": self.actor,
+                "actor": actor,
                 "reason": reason,
                 "from_generation": before.state.generation,
                 "to_generation": after.state.generation,

@@ -6,8 +6,14 @@ the content) and replaces only its own model's entry. Files are written to a tem
 renamed, so the server never polls a half-written config. A config that does not parse fails with
 its file and line, and nothing is written.
 
-Beside the TF Serving config, each model has a small JSON release record (``.release/<model>.json``)
-with what the config cannot hold: generation, rollback window, traffic weights and verdict.
+Each model's release record (what the config cannot hold: generation, rollback window, traffic
+weights, step and verdict) is kept in the same file, as a comment line TF Serving ignores::
+
+    # tfx-canary:release taxi_tips {"canary_weight": 0.25, "generation": 7, ...}
+
+so a release step is ONE write of ONE file: on a local disk one rename, on ``gs://`` one upload with a
+generation precondition. There is no moment at which the labels and the record disagree. (Homes made
+before kept the record in ``.release/<model>.json``; it is read until the model's next write.)
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from google.protobuf import empty_pb2, text_format
 from google.protobuf.message import DecodeError
 from tensorflow_serving.config import model_server_config_pb2
 
+from release.object_store import GcsObject, PreconditionLost
 from release.serving_dir import (
     BATCHING_NAME,
     CONFIG_NAME,
@@ -87,8 +94,14 @@ class LockTimeout(CanaryError, TimeoutError):
 @contextlib.contextmanager
 def _exclusive(serving_root: str, timeout_s: float = 60.0) -> Iterator[None]:
     """An exclusive lock across processes and threads (flock locks each open file description)."""
+    if serving_root.startswith("gs://"):
+        from release.object_store import GcsLock
+
+        with GcsLock(join(serving_root, LOCK_NAME), timeout_s=timeout_s):
+            yield
+        return
     if is_uri(serving_root):
-        yield  # object stores: update_release compares content before writing instead
+        yield  # other object stores: update_release compares content before writing instead
         return
     os.makedirs(serving_root, exist_ok=True)
     with open(os.path.join(serving_root, LOCK_NAME), "a+") as lock:
@@ -140,10 +153,6 @@ def parse_config(text: str, source: str) -> model_server_config_pb2.ModelServerC
                     f"{where}: label {label!r} points at version {version}, which is not listed"
                 )
     return config
-
-
-def render_config(config: model_server_config_pb2.ModelServerConfig) -> str:
-    return text_format.MessageToString(config)
 
 
 def sha256(text: str) -> str:
@@ -220,29 +229,111 @@ class Update:
         return self.before.state != self.after.state
 
 
-def _read(
-    serving_root: str, model: str, base_path: str | None
-) -> tuple[Snapshot, model_server_config_pb2.ModelServerConfig]:
-    path = join(serving_root, CONFIG_NAME)
-    text = read_text(path) or ""
-    config = parse_config(text, path)
-    record_text = read_text(record_path(serving_root, model))
+_RECORD_LINE = re.compile(r"^# tfx-canary:release (\S+) (\{.*\})$", re.MULTILINE)
+_RECORDS_HEADER = "# Release records of tfx-canary (one line a model; TF Serving ignores comments):"
+
+
+def parse_records(text: str, source: str) -> dict[str, dict]:
+    """Model -> release record, from the comment lines of a ``models.config``."""
+    records = {}
+    for match in _RECORD_LINE.finditer(text):
+        try:
+            records[match[1]] = json.loads(match[2])
+        except json.JSONDecodeError as e:
+            line = text[: match.start()].count("\n") + 1
+            raise ConfigError(
+                f"{source}:{line}: the release record of {match[1]} is not valid JSON: {e.msg}"
+            ) from None
+    return records
+
+
+def render_config(
+    config: model_server_config_pb2.ModelServerConfig, records: dict[str, dict] | None = None
+) -> str:
+    """The text ``models.config``: TF Serving's part, then one release-record comment per model."""
+    text = text_format.MessageToString(config)
+    if records:
+        lines = [
+            f"# tfx-canary:release {model} {json.dumps(records[model], sort_keys=True)}"
+            for model in sorted(records)
+        ]
+        text += "\n".join([_RECORDS_HEADER, *lines]) + "\n"
+    return text
+
+
+def _legacy_record(serving_root: str, model: str) -> dict:
+    """A record a home made before kept beside the config (``.release/<model>.json``)."""
+    path = record_path(serving_root, model)
+    text = read_text(path)
     try:
-        record = json.loads(record_text) if record_text else {}
+        return json.loads(text) if text else {}
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{record_path(serving_root, model)}:{e.lineno}: not valid JSON: {e.msg}") from None
+        raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+
+
+@dataclass(frozen=True)
+class _Read:
+    snapshot: Snapshot
+    config: model_server_config_pb2.ModelServerConfig
+    records: dict[str, dict]  # every model's record in this config
+    generation: int | None  # of the models.config object on gs:// (None elsewhere)
+
+
+def _read_all(serving_root: str, model: str, base_path: str | None) -> _Read:
+    path = join(serving_root, CONFIG_NAME)
+    generation = None
+    if path.startswith("gs://"):
+        text, generation = GcsObject(path).read()
+        text = text or ""
+    else:
+        text = read_text(path) or ""
+    config = parse_config(text, path)
+    records = parse_records(text, path)
+    record = records[model] if model in records else _legacy_record(serving_root, model)
     entry = find_entry(config, model)
     if entry is not None:
         base_path = entry.base_path
     base_path = base_path or join(serving_root, model)
     if not is_uri(base_path):
         base_path = os.path.abspath(base_path)
-    return Snapshot(state_from(config, record, model), text, base_path, path), config
+    return _Read(
+        Snapshot(state_from(config, record, model), text, base_path, path), config, records, generation
+    )
+
+
+def _read(
+    serving_root: str, model: str, base_path: str | None
+) -> tuple[Snapshot, model_server_config_pb2.ModelServerConfig]:
+    read = _read_all(serving_root, model, base_path)
+    return read.snapshot, read.config
 
 
 def read_release(serving_root: str, model: str, base_path: str | None = None) -> Snapshot:
     """The model's current release state (no lock: a consistent file is always on disk)."""
     return _read(serving_root, model, base_path)[0]
+
+
+def record_of_model(serving_root: str, model: str) -> dict:
+    """The model's release record as stored (with a transition still ``pending``, if any)."""
+    read = _read_all(serving_root, model, None)
+    return read.records.get(model) or _legacy_record(serving_root, model)
+
+
+def _write(path: str, text: str, generation: int | None) -> None:
+    """One write of ``models.config``: a rename on disk; on gs:// an upload replacing ``generation``."""
+    if path.startswith("gs://"):
+        GcsObject(path).write(text, if_generation=generation)
+    else:
+        write_text_atomic(path, text)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A transition whose config generation was written but not yet recorded in the audit trail."""
+
+    before: Snapshot
+    after: Snapshot
+    journal: dict  # what the caller said about it: kind, reason, actor, metrics, analysis
 
 
 def update_release(
@@ -251,25 +342,98 @@ def update_release(
     change: Callable[[ReleaseState], ReleaseState],
     base_path: str | None = None,
     attempts: int = 5,
+    journal: dict | None = None,
 ) -> Update:
-    """Read-modify-write the model's entry under the lock; a no-op change writes nothing."""
+    """Read-modify-write the model's entry and record under the lock, in one write; a no-op change
+    writes nothing. With ``journal``, the new record also holds the transition until it is recorded in
+    the audit trail (``recover``, ``clear_pending``). On ``gs://`` the write carries the generation it
+    replaces; a writer that lost a race (its lock expired) starts again on the new file."""
     for _ in range(attempts):
         with _exclusive(serving_root):
-            before, config = _read(serving_root, model, base_path)
+            read = _read_all(serving_root, model, base_path)
+            before = read.snapshot
             state = change(before.state)
             if state == before.state:
                 return Update(before, before)
             state = dataclasses.replace(state, model=model, generation=before.state.generation + 1)
-            text = render_config(apply_state(config, state, before.base_path))
-            if is_uri(serving_root) and (read_text(before.config_path) or "") != before.config_text:
-                continue  # someone else wrote meanwhile: redo the change on their config
+            record = record_of(state)
+            previous = read.records.get(model, {})
+            if journal is not None:
+                record["pending"] = {
+                    **journal,
+                    "generation": state.generation,
+                    "before_config": before.config_text,
+                    "after_state": {
+                        "versions": list(state.versions),
+                        "labels": state.label_map,
+                        "record": record_of(state),
+                    },
+                }
+            elif previous.get("pending"):
+                record["pending"] = previous["pending"]  # an earlier writer's transition waits to be recorded
+            text = render_config(
+                apply_state(read.config, state, before.base_path), {**read.records, model: record}
+            )
             write_support_files(serving_root)
-            write_text_atomic(record_path(serving_root, model), json.dumps(record_of(state), indent=1) + "\n")
-            write_text_atomic(before.config_path, text)
+            try:
+                _write(before.config_path, text, read.generation)
+            except PreconditionLost:
+                continue  # a writer on another machine won the race: redo the change on its config
             return Update(before, Snapshot(state, text, before.base_path, before.config_path))
     raise ConcurrentUpdate(
         f"{join(serving_root, CONFIG_NAME)} changed under every one of {attempts} attempts"
     )
+
+
+def recover(serving_root: str, model: str, base_path: str | None = None) -> Pending | None:
+    """A transition that was applied but not yet recorded (its writer died between the config write and
+    the audit), for the caller to record and then ``clear_pending``; None when there is none."""
+    with _exclusive(serving_root):
+        read = _read_all(serving_root, model, base_path)
+        pending = read.records.get(model, {}).get("pending")
+        if not pending:
+            return None
+        before_text = pending["before_config"]
+        before_config = parse_config(
+            before_text, f"{CONFIG_NAME} (before generation {pending['generation']})"
+        )
+        before_records = parse_records(before_text, CONFIG_NAME)
+        before_record = (
+            before_records[model] if model in before_records else _legacy_record(serving_root, model)
+        )
+        before = Snapshot(
+            state_from(before_config, before_record, model),
+            before_text,
+            read.snapshot.base_path,
+            read.snapshot.config_path,
+        )
+        after = read.snapshot
+        if after.state.generation != pending["generation"]:  # later writes carried it: rebuild that one
+            written = pending["after_state"]
+            fields = {k: v for k, v in written["record"].items() if k in _RECORD_FIELDS}
+            fields["rejected"] = tuple(fields.get("rejected", ()))
+            state = make_state(model, written["versions"], written["labels"], **fields)
+            text = render_config(apply_state(before_config, state, after.base_path))
+            after = Snapshot(state, text, after.base_path, after.config_path)
+        journal = {k: v for k, v in pending.items() if k not in ("before_config", "after_state")}
+        return Pending(before, after, journal)
+
+
+def clear_pending(serving_root: str, model: str, generation: int) -> None:
+    """The transition of ``generation`` is recorded: drop it from the release record (a config write)."""
+    for _ in range(5):
+        with _exclusive(serving_root):
+            read = _read_all(serving_root, model, None)
+            record = dict(read.records.get(model, {}))
+            if record.get("pending", {}).get("generation") != generation:
+                return
+            del record["pending"]
+            text = render_config(read.config, {**read.records, model: record})
+            try:
+                _write(read.snapshot.config_path, text, read.generation)
+                return
+            except PreconditionLost:
+                continue
 
 
 def write_support_files(serving_root: str) -> None:

@@ -10,11 +10,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from release import state as sm
 from release.audit import Audit
-from release.config_store import Snapshot, Update, read_release, update_release, verify_version
+from release.config_store import (
+    CorruptVersion,
+    Snapshot,
+    Update,
+    clear_pending,
+    read_release,
+    recover,
+    update_release,
+    verify_version,
+)
 from release.server_client import ServerClient
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,10 @@ class Target:
     load_timeout_s: float = 300.0
     label_timeout_s: float = 60.0
     audit: Audit | None = None
+    # recorded with every transition this target commits: MLMD ids of input artifacts (the PushedModel
+    # a pipeline run released) and properties for the config artifacts
+    input_ids: tuple[int, ...] = ()
+    extra_properties: dict = field(default_factory=dict)
 
     def read(self) -> Snapshot:
         return read_release(self.serving_root, self.model, self.base_path)
@@ -51,8 +64,27 @@ def commit(
     reason: str,
     metrics: dict | None = None,
     analysis: dict | None = None,
+    input_ids: tuple[int, ...] = (),
+    extra_properties: dict | None = None,
 ) -> Update:
-    update = update_release(target.serving_root, target.model, change, target.base_path)
+    """Apply one change and record it: a generation is in the audit trail if and only if it was written.
+
+    The transition goes into the release record together with the new state (``update_release``), so
+    a crash between the config write and the audit is finished by the next commit (``reconcile``).
+    """
+    reconcile(target)
+    journal = None
+    if target.audit is not None:
+        journal = {
+            "kind": kind,
+            "reason": reason,
+            "actor": target.audit.actor,
+            "metrics": metrics or {},
+            "analysis": analysis,
+            "input_ids": list(input_ids or target.input_ids),
+            "extra_properties": extra_properties or target.extra_properties,
+        }
+    update = update_release(target.serving_root, target.model, change, target.base_path, journal=journal)
     if update.changed:
         state = update.after.state
         log.info(
@@ -64,15 +96,56 @@ def commit(
             state.label_map,
         )
         if target.audit is not None:
-            target.audit.record(
-                kind=kind,
-                reason=reason,
-                before=update.before,
-                after=update.after,
-                metrics=metrics,
-                analysis=analysis,
-            )
+            _record(target.audit, update.before, update.after, journal)
+            clear_pending(target.serving_root, target.model, state.generation)
     return update
+
+
+def reconcile(target: Target) -> None:
+    """Finish a transition a crashed writer left half-done (see ``config_store.update_release``)."""
+    pending = recover(target.serving_root, target.model, target.base_path)
+    if pending is None or target.audit is None:
+        return  # without an audit trail here, the next audited writer records it
+    generation = pending.after.state.generation
+    log.warning("%s: recording generation %d, written before a crash", target.model, generation)
+    _record(target.audit, pending.before, pending.after, pending.journal)
+    clear_pending(target.serving_root, target.model, generation)
+
+
+def _record(audit: Audit, before: Snapshot, after: Snapshot, journal: dict) -> None:
+    if audit.recorded(after.state.model, after.state.generation, after.config_sha256):
+        return
+    inputs = (
+        audit.store.get_artifacts_by_id(journal.get("input_ids") or []) if journal.get("input_ids") else []
+    )
+    audit.record(
+        kind=journal["kind"],
+        reason=journal["reason"],
+        before=before,
+        after=after,
+        metrics=journal.get("metrics") or None,
+        analysis=journal.get("analysis"),
+        inputs=inputs,
+        actor=journal.get("actor"),
+        extra_properties=journal.get("extra_properties") or None,
+    )
+
+
+def check_config(target: Target) -> Snapshot:
+    """Refuse to act on a config that does not match the serving directory (a hand edit, a lost copy):
+    every listed version must be a complete version folder. Returns the snapshot checked."""
+    snapshot = target.read()
+    for version in snapshot.state.versions:
+        try:
+            verify_version(snapshot.base_path, version)
+        except CorruptVersion as error:
+            named = [label for label, v in snapshot.state.label_map.items() if v == version]
+            labels = f" (labelled {', '.join(sorted(named))})" if named else ""
+            raise sm.ReleaseError(
+                f"model {target.model!r}: {snapshot.config_path} lists version {version}{labels}, but "
+                f"{error}; refusing to change the release until the config and the version folders agree"
+            ) from None
+    return snapshot
 
 
 def wait_applied(target: Target, update: Update) -> None:
@@ -112,7 +185,7 @@ def publish(target: Target, version: int, reason: str = "pushed by the pipeline"
 
 def finish_phase2(target: Target, version: int | None = None, reason: str = "version loaded") -> Update:
     server = target.require_server("phase 2")
-    state = target.read().state
+    state = check_config(target).state
     version = version if version is not None else state.candidate
     if version is None:
         raise sm.ReleaseError(f"model {target.model!r}: no version is waiting for phase 2")
@@ -133,6 +206,8 @@ def promote(
     metrics: dict | None = None,
     analysis: dict | None = None,
 ) -> Update:
+    target.require_server("promoting")
+    check_config(target)
     available = target.available()
     update = commit(
         target,
@@ -150,6 +225,8 @@ def rollback(
     target: Target, reason: str, metrics: dict | None = None, analysis: dict | None = None
 ) -> list[Update]:
     """Roll back; if the old stable was retired, list and load it again first (never re-push)."""
+    target.require_server("rolling back")
+    check_config(target)
     available = target.available()
     updates = []
     try:
@@ -170,6 +247,7 @@ def rollback(
 
 
 def retire(target: Target, now: float | None = None) -> Update:
+    check_config(target)
     update = commit(
         target,
         lambda s: sm.retire(s, time.time() if now is None else now),

@@ -8,7 +8,8 @@ One serving root holds, for every model, the integer-named version folders TF Se
     <serving_root>/.release/<model>.json               the release record (weights, step, verdict)
     <serving_root>/<model>/<version>/                  a SavedModel, visible only once complete
     <serving_root>/<model>/.<version>.tmp/             the same version while it is being written
-    <serving_root>/<model>/<version>/assets.extra/tf_serving_warmup_requests, mlmd_uuid
+    <serving_root>/<model>/<version>/assets.extra/tf_serving_warmup_requests, mlmd_uuid,
+                                       tfx_canary_training_data.json
 
 Every other module takes these names and rules from here. Files are replaced atomically: written under
 a temporary name, fsynced and renamed (local disks), or uploaded whole (object stores).
@@ -42,6 +43,7 @@ __all__ = [
     "MONITORING_NAME",
     "RECORD_DIR",
     "SAVED_MODEL_FILE",
+    "TRAINING_DATA_FILE",
     "WARMUP_FILE",
     "is_staging",
     "is_uri",
@@ -61,6 +63,7 @@ RECORD_DIR = ".release"
 LOCK_NAME = ".models.config.lock"
 METRICS_PATH = DEFAULT_PROMETHEUS_PATH  # where the model server and the router export Prometheus metrics
 MLMD_UUID_FILE = "assets.extra/mlmd_uuid"  # which MLMD model artifact and pipeline run made a version
+TRAINING_DATA_FILE = "assets.extra/tfx_canary_training_data.json"  # the spans a version was trained on
 
 _STAGING = re.compile(r"^\.(\d+)\.tmp$")
 
@@ -97,6 +100,10 @@ def list_versions(model_dir: str) -> list[int]:
 
 def read_text(path: str) -> str | None:
     """The file's text, or None when it does not exist."""
+    if path.startswith("gs://"):
+        from release.object_store import GcsObject
+
+        return GcsObject(path).read()[0]
     if is_uri(path):
         gfile = _gfile()
         if not gfile.exists(path):
@@ -112,6 +119,11 @@ def read_text(path: str) -> str | None:
 
 def write_text_atomic(path: str, text: str) -> None:
     """Replace the file in one step: readers see the old or the new content, never a mix."""
+    if path.startswith("gs://"):
+        from release.object_store import GcsObject
+
+        GcsObject(path).write(text)  # an object upload becomes visible whole
+        return
     if is_uri(path):
         gfile = _gfile()
         gfile.makedirs(os.path.dirname(path))

@@ -216,6 +216,7 @@ def test_vertex_style_release_through_two_routers_and_prometheus(tmp_path):
             load.stop()
         assert load.failures == [], load.failures[:5]  # the shadow step caught both: no client saw them
         assert state(FIXTURE).label_map == {"stable": 1, "canary": 1}
+        assert controller.stop() == 0  # SIGTERM: it stops between waits and exits cleanly
     finally:
         for process in reversed(started):
             process.stop()

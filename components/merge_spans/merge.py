@@ -7,6 +7,7 @@ copying the window's TFRecord files (~2 MB for all 15k rows) into one artifact t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 
@@ -15,6 +16,21 @@ from tfx import types
 from tfx.types import artifact_utils
 
 from components.spans import artifact_span
+
+DATA_FINGERPRINT = "data_fingerprint"
+
+
+def data_fingerprint(spans: list[types.Artifact]) -> str:
+    """Equal exactly when a window holds the same span files (span number and ExampleGen's fingerprint of
+    the span's files: names, sizes, modification times)."""
+
+    def identity(span: types.Artifact) -> str:
+        if span.has_custom_property("input_fingerprint"):
+            return span.get_string_custom_property("input_fingerprint")
+        return span.uri
+
+    parts = sorted(f"{artifact_span(a)}:{identity(a)}" for a in spans)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def merge_spans(spans: list[types.Artifact], examples: types.Artifact) -> None:
@@ -44,6 +60,7 @@ def merge_spans(spans: list[types.Artifact], examples: types.Artifact) -> None:
     numbers = sorted(artifact_span(a) for a in spans)
     examples.set_int_custom_property("span", numbers[-1])
     examples.set_string_custom_property("spans", json.dumps(numbers))
+    examples.set_string_custom_property(DATA_FINGERPRINT, data_fingerprint(spans))
     payload = {
         a.get_string_custom_property("payload_format")
         for a in spans

@@ -22,6 +22,8 @@ class SafePusherSpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
         "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        # what the model was trained on (MergeSpans' output): a window already released is not again
+        "training_examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
     }
     OUTPUTS: ClassVar[dict[str, Any]] = {
         "pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)
@@ -42,6 +44,7 @@ class SafePusher(base_component.BaseComponent):
         pipeline_name: str,
         examples: types.BaseChannel | None = None,
         warmup_examples: int = 5,
+        training_examples: types.BaseChannel | None = None,
     ):
         pushed_model = types.Channel(type=standard_artifacts.PushedModel)
         super().__init__(
@@ -49,6 +52,7 @@ class SafePusher(base_component.BaseComponent):
                 model=model,
                 model_blessing=model_blessing,
                 examples=examples,
+                training_examples=training_examples,
                 base_directory=base_directory,
                 pipeline_name=pipeline_name,
                 warmup_examples=warmup_examples,

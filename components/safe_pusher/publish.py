@@ -18,6 +18,7 @@ Any failure removes the staging and any partial ``<version>`` folder, so nothing
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import posixpath
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
-from release.serving_dir import SAVED_MODEL_FILE, is_uri, list_versions, staging_name
+from release.serving_dir import SAVED_MODEL_FILE, TRAINING_DATA_FILE, is_uri, list_versions, staging_name
 from tfx_canary.errors import CanaryError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,22 @@ def find_published_version(source_dir: str, model_base_dir: str) -> int | None:
     for version in reversed(list_versions(model_base_dir)):
         candidate = _join(model_base_dir, str(version))
         if tf.io.gfile.exists(_join(candidate, SAVED_MODEL_FILE)) and model_identity(candidate) == identity:
+            return version
+    return None
+
+
+def find_version_trained_on(training: dict, model_base_dir: str) -> int | None:
+    """The version under ``model_base_dir`` that was trained on exactly this data, if any."""
+    for version in reversed(list_versions(model_base_dir)):
+        path = _join(model_base_dir, str(version), TRAINING_DATA_FILE)
+        if not tf.io.gfile.exists(path):
+            continue
+        with tf.io.gfile.GFile(path, "r") as handle:
+            try:
+                recorded = json.loads(handle.read())
+            except ValueError:
+                continue
+        if recorded.get("fingerprint") == training["fingerprint"]:
             return version
     return None
 

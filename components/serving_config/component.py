@@ -25,6 +25,9 @@ class ServingConfigGenSpec(ComponentSpec):
         "server_address": ExecutionParameter(type=str, optional=True),
         "load_timeout_seconds": ExecutionParameter(type=int, optional=True),
         "label_timeout_seconds": ExecutionParameter(type=int, optional=True),
+        # the project's MLMD database and snapshot folder, to record each generation as it is written
+        "metadata_path": ExecutionParameter(type=str, optional=True),
+        "snapshot_root": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: ClassVar = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
     OUTPUTS: ClassVar = {"serving_config": ChannelParameter(type=ServingConfig)}
@@ -46,6 +49,8 @@ class ServingConfigGen(base_component.BaseComponent):
         server_address: str | None = None,
         load_timeout_seconds: int = 300,
         label_timeout_seconds: int = 60,
+        metadata_path: str | None = None,
+        snapshot_root: str | None = None,
     ):
         super().__init__(
             spec=ServingConfigGenSpec(
@@ -56,6 +61,8 @@ class ServingConfigGen(base_component.BaseComponent):
                 server_address=server_address,
                 load_timeout_seconds=load_timeout_seconds,
                 label_timeout_seconds=label_timeout_seconds,
+                metadata_path=metadata_path,
+                snapshot_root=snapshot_root,
                 serving_config=channel.Channel(type=ServingConfig),
             )
         )

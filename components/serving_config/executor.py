@@ -13,8 +13,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from release import operations
-from release.audit import serving_config_properties
+from release.audit import Audit, serving_config_properties
 from release.config_store import Snapshot, Update
+from release.metadata import open_store
 from release.server_client import ServerClient
 from release.serving_dir import CONFIG_NAME, join, write_text_atomic
 
@@ -52,6 +53,15 @@ def _version_to_release(pushed_model: types.Artifact, target: operations.Target)
     return None
 
 
+def _audit(exec_properties: dict[str, Any]) -> Audit | None:
+    """The release audit trail in the project's MLMD database, when the run has one (local runs):
+    each generation is recorded as it is written, so a run killed mid-way leaves no gap in history."""
+    path = exec_properties.get("metadata_path") or ""
+    if not path:
+        return None
+    return Audit(open_store(path), exec_properties.get("snapshot_root") or os.path.dirname(path), "pipeline")
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(
         self,
@@ -68,6 +78,9 @@ class Executor(base_executor.BaseExecutor):
             server=ServerClient(address) if address else None,
             load_timeout_s=float(exec_properties.get("load_timeout_seconds") or 300),
             label_timeout_s=float(exec_properties.get("label_timeout_seconds") or 60),
+            audit=_audit(exec_properties),
+            input_ids=(pushed_model.id,) if pushed_model.id else (),
+            extra_properties={"pushed_model_id": pushed_model.id},
         )
         reason = f"PushedModel {pushed_model.id}: " + (
             pushed_model.get_string_custom_property("push_reason") or "pushed by the pipeline"
@@ -104,8 +117,11 @@ class Executor(base_executor.BaseExecutor):
     def _describe(
         artifact: types.Artifact, snapshot: Snapshot, kind: str, reason: str, pushed_model: types.Artifact
     ) -> None:
+        """The output artifact: the generation's config and properties. Not a history entry (the audit
+        trail records generations as they are written), so it carries no ``written_at``."""
         write_text_atomic(join(artifact.uri, CONFIG_NAME), snapshot.config_text)
         properties = serving_config_properties(snapshot, kind, "pipeline", reason)
+        del properties["written_at"]
         properties["pushed_model_id"] = pushed_model.id
         properties["phase2_pending"] = int(snapshot.state.candidate is not None)
         for key, value in properties.items():

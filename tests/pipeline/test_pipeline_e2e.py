@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from tensorflow_serving.apis import prediction_log_pb2
 
 from fixtures.taxi import to_example
@@ -21,6 +22,7 @@ from pipeline.config import PipelineConfig
 from pipeline.runner import run_pipeline
 from release.metadata import open_store
 from release.serving_dir import list_versions
+from tfx_canary import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -157,6 +159,18 @@ def test_a_new_span_pushes_a_second_version(config, runs):
     assert versions == [runs["first"].pushed_version, result.pushed_version]
 
 
+def test_a_model_trained_on_the_data_of_a_released_version_is_not_pushed_again(config, runs):
+    # more steps: another model, blessed, but from exactly the window version 2 was trained on
+    result = run_pipeline(config.replace(train_steps=config.train_steps + 20))
+    assert result.ok and result.blessed is True, result.reason
+    assert result.refused and result.pushed_version is None
+    assert (
+        f"trained on exactly the data of version {runs['second'].pushed_version} (spans [1, 2, 3])"
+        in result.reason
+    )
+    assert len(list_versions(config.serving_model_dir)) == 2
+
+
 def test_a_span_with_anomalies_is_not_trained_on_and_the_run_says_why(config, runs):
     header, spans = data.split_into_spans()
     rows = [list(r) for r in spans[4][:ROWS_PER_SPAN]]
@@ -172,6 +186,30 @@ def test_a_span_with_anomalies_is_not_trained_on_and_the_run_says_why(config, ru
     assert {c.name: c.status for c in result.components}["Trainer"] == "skipped"
     assert len(list_versions(config.serving_model_dir)) == 2
     shutil.rmtree(Path(config.paths.data_root) / "span-4")  # the operator withdraws the bad span
+
+
+def test_an_empty_span_is_refused_with_exit_code_3(config, runs, tmp_path, capsys):
+    span = Path(config.paths.data_root) / "span-4"
+    span.mkdir()
+    (span / "data.csv").write_bytes(b"")  # `: > span-4/data.csv`
+    settings = tmp_path / "pipeline.yaml"
+    settings.write_text(yaml.safe_dump({k: v for k, v in config.to_dict().items() if k != "beam_args"}))
+    assert cli.main(["run", "--config", str(settings)]) == 3
+    out = capsys.readouterr().out
+    assert "nothing pushed: span 4 has data anomalies" in out and "span-4/data.csv is empty" in out
+    assert len(list_versions(config.serving_model_dir)) == 2
+    shutil.rmtree(span)
+
+
+def test_a_span_with_too_few_examples_is_refused(config, runs):
+    header, spans = data.split_into_spans()
+    data.write_span(config.paths.data_root, 4, header, spans[4][:1])  # one row: a cut-off copy
+    result = run_pipeline(config)
+    assert result.ok and result.refused and result.spans == [4] and result.pushed_version is None
+    low = [line for line in result.anomalies if "Low num examples" in line]
+    assert {line.split(" split")[0] for line in low} == {"train", "eval"}, result.anomalies
+    assert {c.name: c.status for c in result.components}["Trainer"] == "skipped"
+    shutil.rmtree(Path(config.paths.data_root) / "span-4")
 
 
 def test_a_worse_model_is_not_blessed_nor_pushed(config, runs):

@@ -5,6 +5,7 @@ import json
 from release import audit, config_store
 from release import state as sm
 from release.metadata import open_store
+from tests.release.version_dirs import fake_version
 from tfx_canary import cli
 
 
@@ -15,6 +16,8 @@ def main(*argv: str) -> int:
 
 def seed(home, auditor=None):
     serving = str(home / "serving")
+    for version in (1, 2):
+        fake_version(home / "serving" / "taxi", version)
     for change, kind in (
         (lambda s: sm.add_candidate(s, 1), "phase1"),
         (lambda s: sm.label_candidate(s, 1, {1}), "first-stable"),
@@ -61,3 +64,23 @@ def test_promote_without_a_server_is_refused_clearly(tmp_path, capsys):
     assert main("promote", "--home", str(tmp_path), "--model", "taxi") == 1
     assert "needs a model server address (--server)" in capsys.readouterr().err
     assert config_store.read_release(str(tmp_path / "serving"), "taxi").state.stable == 1
+
+
+def test_a_hand_edited_config_naming_a_missing_version_is_refused_and_history_unchanged(tmp_path, capsys):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    seed(tmp_path, audit.Audit(store, str(tmp_path / "releases"), actor="bob"))
+    config_path = tmp_path / "serving" / "models.config"
+    edited = (
+        config_path.read_text()
+        .replace("value: 1\n", "value: 999\n")
+        .replace("versions: 1\n", "versions: 999\n")
+    )
+    assert "999" in edited
+    config_path.write_text(edited)  # an operator points `stable` at a version that is not there
+    before = audit.history(store, "taxi")
+    for command in ("rollback", "promote", "retire"):
+        assert main(command, "--home", str(tmp_path), "--model", "taxi", "--server", "127.0.0.1:9") == 1
+        err = capsys.readouterr().err
+        assert "lists version 999 (labelled stable)" in err and "does not exist" in err, err
+    assert audit.history(store, "taxi") == before  # nothing recorded for a change that did not happen
+    assert config_path.read_text() == edited

@@ -28,7 +28,9 @@ def test_first_release_writes_config_and_support_files(tmp_path):
     assert update.after.state.generation == 2 and update.after.config_text == text
     assert 'path: "/monitoring/prometheus/metrics"' in (tmp_path / "monitoring.config").read_text()
     assert "max_batch_size { value: 128 }" in (tmp_path / "batching_parameters.txt").read_text()
-    assert json.loads((tmp_path / ".release" / "taxi.json").read_text())["generation"] == 2
+    # the release record is in the same file (one write a step), as a comment TF Serving ignores
+    assert cs.parse_records(text, "models.config")["taxi"]["generation"] == 2
+    assert not (tmp_path / ".release").exists()
     leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     assert leftovers == []
 
@@ -182,3 +184,27 @@ def test_verify_rejects_a_corrupt_version(tmp_path, damage, message):
 def test_verify_rejects_a_missing_version(tmp_path):
     with pytest.raises(cs.CorruptVersion, match="does not exist"):
         cs.verify_version(str(tmp_path), 9)
+
+
+def test_a_record_from_an_older_home_beside_the_config_is_read_and_moved_in(tmp_path):
+    cs.update_release(str(tmp_path), "taxi", lambda s: add_candidate(s, 1))
+    text = (tmp_path / "models.config").read_text()
+    (tmp_path / "models.config").write_text(text.split("# Release records")[0])  # as older homes wrote it
+    (tmp_path / ".release").mkdir()
+    (tmp_path / ".release" / "taxi.json").write_text(json.dumps({"generation": 7, "rejected": [3]}))
+    state = cs.read_release(str(tmp_path), "taxi").state
+    assert (state.generation, state.rejected) == (7, (3,))
+    update = cs.update_release(str(tmp_path), "taxi", lambda s: label_candidate(s, 1, available={1}))
+    assert update.after.state.generation == 8
+    records = cs.parse_records((tmp_path / "models.config").read_text(), "models.config")
+    assert records["taxi"]["rejected"] == [3]
+
+
+def test_a_record_line_that_is_not_json_names_the_file_and_line(tmp_path):
+    release_first(tmp_path, "taxi")
+    text = (tmp_path / "models.config").read_text()
+    (tmp_path / "models.config").write_text(text.replace('"generation": 2', '"generation": 2,,'))
+    with pytest.raises(
+        cs.ConfigError, match=r"models.config:\d+: the release record of taxi is not valid JSON"
+    ):
+        cs.read_release(str(tmp_path), "taxi")

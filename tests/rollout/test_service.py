@@ -38,6 +38,15 @@ def service_for(served, router, holder="controller:test", **settings) -> Control
     return ControllerService(lambda model: served.target(), source, ControllerSettings(**settings), holder)
 
 
+def stable_and_canary(served) -> operations.Target:
+    """Version 1 stable, version 2 the canary on trial (published through the server)."""
+    target = served.target()
+    operations.publish(target, 1)
+    write_fixture_model(served.base_path, 2, offset=2.0)
+    operations.publish(target, 2)
+    return target
+
+
 def tick_until(service: ControllerService, wanted: str, model: str = "m", timeout_s: float = 30) -> str:
     """Tick as the service loop would (it polls) until ``wanted`` is done; the last result."""
     deadline = time.monotonic() + timeout_s
@@ -80,10 +89,7 @@ def test_one_controller_per_model(served):
 
 def test_an_interrupted_rollback_is_finished_and_an_old_previous_retired(served):
     served, router = served
-    target = served.target()
-    operations.publish(target, 1)
-    write_fixture_model(served.base_path, 2, offset=2.0)
-    operations.publish(target, 2)
+    target = stable_and_canary(served)
     operations.commit(target, lambda s: sm.rollback(s, {1, 2}), "rollback", "killed before the unload")
     service = service_for(served, router)
     assert service.tick("m") == "unloaded rejected"
@@ -98,10 +104,7 @@ def test_an_interrupted_rollback_is_finished_and_an_old_previous_retired(served)
 
 def test_a_stop_leaves_the_step_in_force_and_a_new_run_resumes_it(served):
     served, router = served
-    target = served.target()
-    operations.publish(target, 1)
-    write_fixture_model(served.base_path, 2, offset=2.0)
-    operations.publish(target, 2)
+    target = stable_and_canary(served)
     update_release(served.root, "m", lambda s: sm.set_traffic(s, 0.5, step="50%"))
     stop = threading.Event()
     stop.set()
@@ -119,10 +122,7 @@ def test_a_stop_leaves_the_step_in_force_and_a_new_run_resumes_it(served):
 
 def test_analysis_that_cannot_be_read_holds_the_step_and_says_why(served):
     served, _ = served
-    target = served.target()
-    operations.publish(target, 1)
-    write_fixture_model(served.base_path, 2, offset=2.0)
-    operations.publish(target, 2)
+    target = stable_and_canary(served)
     dead = RouterScrape("http://127.0.0.1:9/metrics", timeout_s=0.2, delays=(0.01,))
     outcome = RolloutController(target, dead, parse_plan("shadow=1s")).run()
     assert outcome.verdict == "inconclusive"
