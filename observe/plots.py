@@ -79,7 +79,7 @@ def _prediction_axes(axes, predictions: dict | None) -> None:
         )
     axes.set_xticks(range(len(bounds)), [_bucket_label(b) for b in bounds], rotation=45, fontsize=8)
     axes.set_ylabel("share of predictions")
-    axes.legend(loc="upper right", fontsize=8)
+    axes.legend(loc="best", fontsize=8)
     missing = [name for name, _ in SIDES if not predictions.get(name)]
     if missing:  # e.g. a canary whose every request failed
         note = f"no predictions from {' or '.join(missing)}"

@@ -145,12 +145,12 @@ class RolloutView:
     def _refresh(self) -> None:
         state = self.target.read().state
         with self._lock:
-            if self.progress.outcome:
+            if self.progress.outcome or state.in_flight is None:  # over: keep what the rollout was
                 return
             self.progress = replace(
                 self.progress,
                 stable=state.stable,
-                canary=state.in_flight if state.in_flight is not None else self.progress.canary,
+                canary=state.in_flight,
                 step=state.step or self.progress.step,
                 canary_weight=state.canary_weight,
                 shadow_fraction=state.shadow_fraction,
