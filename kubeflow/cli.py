@@ -91,21 +91,32 @@ def _submit(args: argparse.Namespace) -> int:
             credentials=_anonymous_if_dry_run(args),
         )
         request = vertex.pipeline_job_request(job, cloud)
+        url = f"https://{cloud.region}-aiplatform.googleapis.com/v1/{request.parent}/pipelineJobs"
         if args.dry_run:
-            print(f"POST https://{cloud.region}-aiplatform.googleapis.com/v1/{request.parent}/pipelineJobs")
-            print(vertex.to_json(request))
-            return 0
+            return _dry_run(args, url, vertex.to_json(request))
         name = vertex.send_pipeline_job(job, request)
+    console = f"https://console.cloud.google.com/vertex-ai/pipelines/runs?project={cloud.project}"
+    if args.json:
+        print(json.dumps({"pipeline_job": name, "console": console}, indent=1))
+        return 0
     print(f"Created Vertex PipelineJob {name}")
-    print(f"https://console.cloud.google.com/vertex-ai/pipelines/runs?project={cloud.project}")
+    print(console)
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, url: str, body: str) -> int:
+    """The exact request that would be sent: as two text lines, or as one JSON object with --json."""
+    if args.json:
+        print(json.dumps({"dry_run": True, "method": "POST", "url": url, "body": json.loads(body)}, indent=1))
+    else:
+        print(f"POST {url}")
+        print(body)
     return 0
 
 
 def _schedule(args: argparse.Namespace) -> int:
     if args.local:
-        from scheduler.daemon import run_daemon_from_args
-
-        return run_daemon_from_args(args)
+        return _schedule_local(args)
     if not args.cron:
         raise UsageError("--cron is required (or use --local for the on-machine scheduler)")
     cloud = _load_cloud(args)
@@ -122,11 +133,31 @@ def _schedule(args: argparse.Namespace) -> int:
             job, cloud, cron=args.cron, display_name=args.name or f"{template.stem}-schedule"
         )
         if args.dry_run:
-            print(f"POST https://{cloud.region}-aiplatform.googleapis.com/v1/{request.parent}/schedules")
-            print(vertex.to_json(request))
-            return 0
+            url = f"https://{cloud.region}-aiplatform.googleapis.com/v1/{request.parent}/schedules"
+            return _dry_run(args, url, vertex.to_json(request))
         name = vertex.send_schedule(job, request)
+    if args.json:
+        print(json.dumps({"schedule": name, "cron": args.cron}, indent=1))
+        return 0
     print(f"Created Vertex PipelineJobSchedule {name} ({args.cron})")
+    return 0
+
+
+def _schedule_local(args: argparse.Namespace) -> int:
+    """The local daemon; with --json one decision (--once), printed as JSON."""
+    from scheduler.daemon import LocalScheduler, run_daemon_from_args, settings_from_args
+
+    if not args.json:
+        return run_daemon_from_args(args)
+    if not args.once:
+        raise UsageError(
+            "--json with --local needs --once: one decision to report (the daemon logs each one)"
+        )
+    scheduler = LocalScheduler(settings_from_args(args))
+    decision = scheduler.check_once()
+    print(
+        json.dumps({"decision": decision, "runs": scheduler.runs, "state": scheduler.load_state()}, indent=1)
+    )
     return 0
 
 
@@ -138,12 +169,14 @@ def _schedule_kfp(args: argparse.Namespace, cloud, scratch: str) -> int:
         cloud, str(template), cron=args.cron, job_name=args.name or f"{template.stem}-schedule"
     )
     if args.dry_run:
-        print(f"POST {cloud.kfp.host or '<kfp.host>'}/apis/v2beta1/recurringruns")
-        print(json.dumps(kfp_recurring.request_body(run), indent=2, sort_keys=True))
-        return 0
+        url = f"{cloud.kfp.host or '<kfp.host>'}/apis/v2beta1/recurringruns"
+        return _dry_run(args, url, json.dumps(kfp_recurring.request_body(run), indent=2, sort_keys=True))
     if not cloud.kfp.host:
         raise UsageError("set kfp.host in the cloud config to the Kubeflow Pipelines endpoint")
     run_id = kfp_recurring.send(run, cloud.kfp.host)
+    if args.json:
+        print(json.dumps({"recurring_run": run_id, "cron": args.cron}, indent=1))
+        return 0
     print(f"Created Kubeflow Pipelines recurring run {run_id} ({args.cron})")
     return 0
 
@@ -167,6 +200,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--no-cache", action="store_true", help="rerun every step even if cached")
     submit.add_argument("--dry-run", action="store_true", help="print the exact request; send nothing")
     _add_pipeline_config(submit)
+    submit.add_argument("--json", action="store_true", help="print the request or the created job as JSON")
     submit.set_defaults(func=_submit)
 
     schedule = subparsers.add_parser(
@@ -179,6 +213,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     schedule.add_argument("--name", help="schedule display name (default <pipeline>-schedule)")
     schedule.add_argument("--template", help="a compiled .json/.yaml (default: compile now)")
     schedule.add_argument("--dry-run", action="store_true", help="print the exact request; send nothing")
+    schedule.add_argument(
+        "--json",
+        action="store_true",
+        help="print the request, the schedule or (--local --once) the decision as JSON",
+    )
     _add_cloud_config(schedule)
     local = schedule.add_argument_group("on this machine (--local)")
     local.add_argument(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import json
+import sys
 from pathlib import Path
 
 from tfx_canary.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
@@ -43,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--span-window", type=int, help="train on the latest K validated spans")
     run.add_argument(
         "--server", help="model server REST address: label the new version once it loads (stable/canary)"
+    )
+    run.add_argument(
+        "--json", action="store_true", help="print the outcome as JSON (the progress lines go to stderr)"
     )
     run.set_defaults(func=_run)
 
@@ -113,8 +119,12 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.runner import run_pipeline
 
     config = build_config(args)
-    result = run_pipeline(config, progress=print)
-    print(summary(result))
+    if args.json:  # stdout holds only the answer; the progress lines go to stderr
+        result = run_pipeline(config, progress=lambda line: print(line, file=sys.stderr))
+        print(json.dumps(dataclasses.asdict(result), indent=1))
+    else:
+        result = run_pipeline(config, progress=print)
+        print(summary(result))
     if not result.ok:
         return EXIT_FAILED
     return EXIT_REFUSED if result.refused else EXIT_OK

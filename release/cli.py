@@ -84,6 +84,15 @@ def _when(seconds: float | None) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
+    if args.watch:
+        from release.watch import watch_status
+        from tfx_canary.errors import UsageError
+        from tfx_canary.live import LiveOutput
+
+        if args.json:
+            raise UsageError("--watch redraws the status; use --json without it for one answer")
+        home, _, _ = serving_paths(args)
+        return watch_status(lambda: _status_rows(args), home.releases_dir, args.interval, LiveOutput())
     rows = _status_rows(args)
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -211,6 +220,10 @@ def register(subparsers) -> None:
     )
     add_serving_options(p, model_required=False)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--watch", action="store_true", help="keep it up to date, with a running rollout's step (Ctrl-C ends)"
+    )
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (default 1)")
     p.set_defaults(func=status)
 
     p = subparsers.add_parser(

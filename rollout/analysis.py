@@ -83,6 +83,11 @@ def js_divergence(p: dict[float, float], q: dict[float, float]) -> float | None:
     return result
 
 
+def histogram_json(buckets: dict[float, float]) -> dict[str, float]:
+    """Bucket counts keyed by upper bound as Prometheus writes it ("0.5", "+Inf"): JSON keys are text."""
+    return {("+Inf" if le == math.inf else repr(float(le))): n for le, n in sorted(buckets.items()) if n}
+
+
 def analyse(stable: Side, canary: Side, criteria: Criteria) -> dict:
     """Compare one window; the result is what gets recorded in MLMD as the CanaryAnalysis."""
     divergence = js_divergence(stable.predictions, canary.predictions)
@@ -92,6 +97,11 @@ def analyse(stable: Side, canary: Side, criteria: Criteria) -> dict:
         "canary": {"requests": canary.requests, "errors": canary.errors, "p99_s": canary.p99_s},
         "error_rate": {"stable": stable.error_rate, "canary": canary.error_rate},
         "divergence": divergence,
+        # per-bucket counts by upper bound, so a report can draw both distributions later
+        "predictions": {
+            "stable": histogram_json(stable.predictions),
+            "canary": histogram_json(canary.predictions),
+        },
     }
     reasons = []
     if min(stable.requests, canary.requests) < criteria.min_requests:

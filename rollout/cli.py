@@ -1,9 +1,12 @@
-"""``tfx-canary route`` (run the router) and ``tfx-canary rollout`` (run the rollout controller)."""
+"""``tfx-canary route`` (run the router) and ``tfx-canary rollout`` (run the rollout controller, shown
+live by ``rollout.view``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
+import sys
 import threading
 
 from tfx_canary.options import add_home, add_server, serving_paths
@@ -45,6 +48,8 @@ def rollout(args: argparse.Namespace) -> int:
     from release.operations import Target
     from release.server_client import ServerClient
     from rollout.controller import OUTCOME_EXIT_CODES, RolloutController, parse_plan
+    from rollout.view import run_with_view
+    from tfx_canary.live import LiveOutput
 
     home, serving_root, metadata = serving_paths(args)
     plan = parse_plan(args.plan)
@@ -56,9 +61,17 @@ def rollout(args: argparse.Namespace) -> int:
             open_store(metadata), home.releases_dir, args.actor or f"controller:{getpass.getuser()}"
         ),
     )
-    outcome = RolloutController(
+    controller = RolloutController(
         target, metrics_source(args), plan, _criteria(args), retain_seconds=args.retain
-    ).run()
+    )
+    # the live view on stdout (stderr with --json, which keeps stdout for the answer)
+    output = LiveOutput(sys.stderr if args.json else sys.stdout)
+    outcome = run_with_view(controller, home.releases_dir, output)
+    if args.json:
+        state = target.read().state
+        answer = {"model": args.model, "outcome": outcome.verdict, "stable": state.stable}
+        print(json.dumps({**answer, "labels": state.label_map, "steps": outcome.steps}, indent=1))
+        return OUTCOME_EXIT_CODES[outcome.verdict]
     for step in outcome.steps:
         reasons = "; ".join(step["reasons"]) or "within criteria"
         print(f"step {step['step']['name']:<8} {step['verdict']:<12} {reasons}")
@@ -194,6 +207,9 @@ def register(subparsers) -> None:
     _add_criteria(p)
     _add_roots(p)
     p.add_argument("--metadata", help="MLMD SQLite file (default <home>/metadata.sqlite)")
+    p.add_argument(
+        "--json", action="store_true", help="print the outcome as JSON (the live view goes to stderr)"
+    )
     p.set_defaults(func=rollout)
 
     p = subparsers.add_parser(

@@ -163,7 +163,7 @@ class RolloutController:
         """Run one step; an Outcome if the rollout ends here (rolled back or held)."""
         target = self.target
         try:
-            analysis = self._run_step(step, resumed)
+            analysis = self._run_step(step, resumed, previous=results[-1] if results else None)
         except AnalysisUnavailable as error:
             log.warning("%s: step %s held: %s", target.model, step.name, error)
             analysis = {"verdict": "inconclusive", "reasons": [f"analysis unavailable: {error}"]}
@@ -206,14 +206,15 @@ class RolloutController:
                 )
             self._sleep(0.2)
 
-    def _run_step(self, step: Step, resumed: bool) -> dict:
+    def _run_step(self, step: Step, resumed: bool, previous: dict | None = None) -> dict:
         target = self.target
         if resumed:  # the step is in force already: take it up again without a second record of it
             generation = target.read().state.generation
-        else:
+        else:  # the passed analysis of the step before is recorded with the move it allowed
             update = operations.set_traffic(
-                target, step.canary_weight, step.shadow_fraction, step.name, f"step {step.name}"
-            )
+                target, step.canary_weight, step.shadow_fraction, step.name, f"step {step.name}",
+                analysis=previous,
+            )  # fmt: skip
             generation = update.after.state.generation
         self._wait_applied(generation)
         canary_mode = "shadow" if step.canary_weight == 0 else "live"

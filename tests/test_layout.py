@@ -22,11 +22,13 @@ FORBIDDEN = {
     # The embedded model server stands alone: only its own modules and the shared error types.
     "serving": (
         *("release", "rollout", "pipeline", "components", "scheduler", "kubeflow", "models", "fixtures"),
+        "observe",
         *(*ENTRY_POINTS, "tfx_canary.home", "tfx_canary.logs", "tfx_canary.options"),
     ),
     # The release logic needs from the server only TF Serving's own file names.
     "release": (
         *("pipeline", "components", "rollout", "scheduler", "kubeflow", "models", "fixtures", *ENTRY_POINTS),
+        "observe",
         *("serving.server", "serving.manager", "serving.rest", "serving.grpc_service"),
     ),
     "rollout": (
@@ -37,6 +39,7 @@ FORBIDDEN = {
         "models",
         "fixtures",
         "serving",
+        "observe",
         *ENTRY_POINTS,
     ),
     "components": ("pipeline", "rollout", "scheduler", "kubeflow", "fixtures", *ENTRY_POINTS),
@@ -56,6 +59,18 @@ FORBIDDEN = {
         *ENTRY_POINTS,
     ),
     "fixtures": ("components", "rollout", "scheduler", "kubeflow", *ENTRY_POINTS),
+    # Looking at a release reads what the release record holds, never the router or the controller.
+    "observe": (
+        "pipeline",
+        "components",
+        "rollout",
+        "scheduler",
+        "kubeflow",
+        "models",
+        "fixtures",
+        "serving",
+        *ENTRY_POINTS,
+    ),
 }
 # The foundation every stage may use imports nothing of the project.
 LEAVES = (

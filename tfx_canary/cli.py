@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "release.cli",
     "serving.cli",
     "rollout.cli",
+    "observe.cli",
     "tfx_canary.demo",
 )
 STACK = (

@@ -4,7 +4,8 @@
 subprocess on 127.0.0.1) and the router; 3. run the pipeline: the first blessed version becomes
 ``stable``; 4. add the next span and run again: the new version becomes ``canary``; 5. shift traffic
 through the rollout steps under a bounded synthetic load made of the spans' rows, and let the
-controller promote or roll back; 6. print ``status`` and ``history``; the servers always stop.
+controller promote or roll back (shown live); 6. print ``status`` and ``history``; the servers always
+stop; 7. write the release report (``tfx-canary report``) and end by saying where it is.
 
 It only orchestrates the project's own functions. Re-running on the same home continues the story:
 it adds the next span and releases it (or finishes a canary an interrupted run left on trial).
@@ -184,7 +185,10 @@ def demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         say("\nInterrupted: the model server and the router were stopped; the home keeps its state.")
         return 130
+    report = _report(config.paths, config.serving_model_name)
     say(f"\nDemo finished in {time.monotonic() - started:.0f} s. Everything lives under {config.paths.root}.")
+    if report:
+        say(f"Release report: {report}")
     return code
 
 
@@ -290,6 +294,8 @@ def _rollout(target, router, config, args: argparse.Namespace, plan) -> None:
     from rollout.analysis import Criteria
     from rollout.controller import RolloutController
     from rollout.load import SteadyLoad
+    from rollout.view import run_with_view
+    from tfx_canary.live import LiveOutput
 
     steps = ", ".join(step.name for step in plan)
     say(
@@ -305,6 +311,7 @@ def _rollout(target, router, config, args: argparse.Namespace, plan) -> None:
         min_requests=max(10, int(args.rps * min(s.duration_s for s in plan) / 8)), p99_slack_s=0.05
     )
     controller = RolloutController(target, f"http://127.0.0.1:{router.port}{METRICS_PATH}", plan, criteria)
+    output = LiveOutput(every_s=5.0)  # redrawn in place on a terminal, a line now and then in a log
     with SteadyLoad(
         router.port,
         target.model,
@@ -316,7 +323,7 @@ def _rollout(target, router, config, args: argparse.Namespace, plan) -> None:
         grpc_threads=1,
         grpc_requests=requests,
     ) as load:
-        outcome = controller.run()
+        outcome = run_with_view(controller, config.paths.releases_dir, output)
         load.stop()
     for step in outcome.steps:
         reasons = "; ".join(step["reasons"]) or "within criteria"
@@ -333,6 +340,24 @@ def _rollout(target, router, config, args: argparse.Namespace, plan) -> None:
     say(f"   clients sent {load.total} requests, {failed} failed ({per_protocol})")
     if failed:
         say(f"   first failures: {load.failures[:3]}")
+
+
+def _report(paths, model: str) -> str:
+    """Step 7: the release report pages (``tfx-canary report``); the newest release's page, if any."""
+    from observe.report import ReportError, write_reports
+    from release.metadata import open_store
+
+    if not os.path.exists(paths.metadata_path):
+        return ""
+    say("\n== 7. Release report (tfx-canary report): one page per release, plots from the saved analyses")
+    try:
+        out = os.path.join(paths.root, "reports")
+        pages, index = write_reports(open_store(paths.metadata_path), paths.releases_dir, model, out)
+    except ReportError as error:  # e.g. nothing released yet: the demo still ends normally
+        say(f"   no report: {error}")
+        return ""
+    say(f"   all releases of {model}: file://{index}")
+    return f"file://{pages[-1]}"
 
 
 def _finish(home: str, model: str, server_address: str) -> None:

@@ -36,6 +36,7 @@ PROJECT_LOGGERS = (
     "serving",
     "models",
     "fixtures",
+    "observe",
 )
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

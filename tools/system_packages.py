@@ -1,10 +1,10 @@
 """Debian packages the tests and benchmarks need, installed by the project itself (stdlib only).
 
 A fresh machine and CI run ``make install`` before anything else, so what a feature needs from the
-system (a real Prometheus and promtool for the production-topology and rules tests, wrk and h2load
-for the benchmarks) is installed here rather than by hand. The check is a PATH look-up, so an
-installed machine pays nothing. Without root or apt-get the step says what to install and goes on;
-the tests that need a command then fail with that same message.
+system (a real Prometheus and promtool for the production-topology and rules tests, Chromium for the
+release report's test, wrk and h2load for the benchmarks) is installed here rather than by hand. The
+check is a PATH look-up, so an installed machine pays nothing. Without root or apt-get the step says
+what to install and goes on; the tests that need a command then fail with that same message.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ COMMANDS = {
     "promtool": "prometheus",
     "wrk": "wrk",
     "h2load": "nghttp2-client",
+    "chromium": "chromium",  # a real headless browser for the release report's test
 }
 
 

@@ -8,6 +8,7 @@ sends its request to a recorder on 127.0.0.1 and the body must equal what `--dry
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -166,3 +167,63 @@ def test_kfp_needs_the_yaml_spec_and_a_six_field_cron(cloud, templates) -> None:
         kfp_recurring.recurring_run(cloud, str(templates["vertex"]), cron="0 0 3 * * *", job_name="x")
     with pytest.raises(CronError, match="needs 6"):
         kfp_recurring.recurring_run(cloud, str(templates["kfp"]), cron="0 3 * * *", job_name="x")
+
+
+def cloud_file(tmp_path: Path, kfp_host: str = "http://127.0.0.1:1") -> Path:
+    path = tmp_path / "cloud.yaml"
+    values = yaml.safe_load((ROOT / "kubeflow" / "cloud.example.yaml").read_text())
+    values["kfp"] = {"host": kfp_host, "experiment_id": "exp-42"}
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def cli_output(capsys, *argv: str) -> str:
+    from tfx_canary import cli
+
+    assert cli.main(list(argv)) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [("submit", ()), ("schedule", ("--cron", "0 3 * * *"))],
+)
+def test_dry_run_json_is_the_same_request_as_the_text(tmp_path, templates, capsys, command, extra) -> None:
+    argv = [command, "--cloud-config", str(cloud_file(tmp_path)), "--template", str(templates["vertex"])]
+    text = cli_output(capsys, *argv, *extra, "--dry-run").split("\n", 1)
+    answer = json.loads(cli_output(capsys, *argv, *extra, "--dry-run", "--json"))
+    assert answer["dry_run"] is True and answer["method"] == "POST"
+    assert text[0] == f"POST {answer['url']}"
+
+    def stamped(body) -> str:  # job ids carry the second they were made: one run to the next may differ
+        return re.sub(r"-\d{14}\b", "-<time>", json.dumps(body, sort_keys=True))
+
+    assert stamped(answer["body"]) == stamped(json.loads(text[1]))
+    assert answer["url"].endswith("/schedules" if command == "schedule" else "/pipelineJobs")
+
+
+def test_kfp_schedule_json_names_the_recurring_run_it_created(
+    tmp_path, templates, kfp_server, capsys
+) -> None:
+    argv = ["schedule", "--target", "kfp", "--cloud-config", str(cloud_file(tmp_path, kfp_server))]
+    argv += ["--template", str(templates["kfp"]), "--cron", "0 0 3 * * *", "--name", "mini-nightly"]
+    planned = json.loads(cli_output(capsys, *argv, "--dry-run", "--json"))
+    Recorder.received.clear()
+    assert json.loads(cli_output(capsys, *argv, "--json")) == {"recurring_run": "rr-1", "cron": "0 0 3 * * *"}
+    posts = [(path, body) for method, path, body in Recorder.received if method == "POST"]
+    assert posts == [("/apis/v2beta1/recurringruns", planned["body"])]
+    assert planned["url"] == f"{kfp_server}/apis/v2beta1/recurringruns"
+
+
+def test_local_schedule_json_needs_once(tmp_path, capsys) -> None:
+    from tfx_canary import cli
+
+    assert cli.main(["schedule", "--local", "--home", str(tmp_path), "--json"]) == 2
+    assert "error: --json with --local needs --once" in capsys.readouterr().err
+
+
+def test_local_schedule_once_json_is_the_decision(tmp_path, capsys) -> None:
+    answer = json.loads(
+        cli_output(capsys, "schedule", "--local", "--home", str(tmp_path), "--once", "--json")
+    )
+    assert answer == {"decision": "skipped", "runs": 0, "state": {}}  # no spans yet: nothing to train on

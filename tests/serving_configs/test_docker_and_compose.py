@@ -117,7 +117,7 @@ def compose() -> dict:
 
 def test_compose_stack_has_server_router_prometheus_and_controller(compose: dict, serving_root: Path) -> None:
     services = compose["services"]
-    assert set(services) == {"tf-serving", "router", "prometheus", "controller"}
+    assert set(services) == {"tf-serving", "router", "prometheus", "controller", "grafana"}
     tf_serving = services["tf-serving"]
     assert tf_serving["entrypoint"] == ["/usr/bin/tensorflow_model_server"]
     command = [
@@ -144,7 +144,12 @@ def test_compose_bind_mounts_name_files_that_exist(compose: dict) -> None:
             if volume["source"].startswith("."):
                 relative_sources.append(volume["source"])
                 assert (CONFIGS / volume["source"]).exists(), volume["source"]
-    assert sorted(relative_sources) == ["./prometheus", "./tf_serving"]
+    assert sorted(relative_sources) == [
+        "./grafana/dashboards",
+        "./grafana/provisioning",
+        "./prometheus",
+        "./tf_serving",
+    ]
     build = compose["services"]["router"]["build"]
     dockerfile = (CONFIGS / build["context"] / build["dockerfile"]).resolve()
     assert dockerfile == ROOT / "Dockerfile" and dockerfile.is_file()
@@ -201,3 +206,20 @@ def test_the_compose_controller_reads_the_compose_prometheus(compose: dict) -> N
     host, port = args.server.split(":")
     assert host == "tf-serving" and f"{port}:{port}" in compose["services"]["tf-serving"]["ports"]
     assert args.prometheus == "http://prometheus:9090"
+
+
+def test_compose_grafana_provisions_the_dashboard_from_prometheus(compose: dict) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = {volume["target"]: CONFIGS / volume["source"] for volume in grafana["volumes"]}
+    provisioning = mounts["/etc/grafana/provisioning"]
+    provider = yaml.safe_load((provisioning / "dashboards" / "tfx-canary.yaml").read_text())["providers"][0]
+    dashboards = mounts[provider["options"]["path"]]
+    assert (dashboards / "tfx-canary.json").is_file()
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{provider['options']['path']}/tfx-canary.json"
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())[
+        "datasources"
+    ]
+    host, port = datasource["url"].removeprefix("http://").split(":")
+    assert f"{port}:{port}" in compose["services"][host]["ports"] and host in grafana["depends_on"]
+    assert "3000:3000" in grafana["ports"]

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "serving_configs" / "k8s"
 TF_SERVING_CONFIG_DIR = ROOT / "serving_configs" / "tf_serving"
 PROMETHEUS = ROOT / "serving_configs" / "prometheus"
+GRAFANA = ROOT / "serving_configs" / "grafana"
 
 PRIMITIVES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -118,10 +119,13 @@ def test_every_manifest_loads_into_the_kubernetes_models(objects) -> None:
         [
             ("ConfigMap", "tf-serving-config"),
             ("ConfigMap", "prometheus-config"),
+            ("ConfigMap", "grafana-provisioning"),
+            ("ConfigMap", "grafana-dashboards"),
             ("Deployment", "tf-serving"),
             ("Deployment", "tfx-canary-router"),
             ("Deployment", "tfx-canary-controller"),
             ("Deployment", "prometheus"),
+            ("Deployment", "grafana"),
             ("HorizontalPodAutoscaler", "tf-serving"),
             ("PersistentVolumeClaim", "tfx-canary-controller-home"),
             ("Service", "tf-serving"),
@@ -129,6 +133,7 @@ def test_every_manifest_loads_into_the_kubernetes_models(objects) -> None:
             ("Service", "tfx-canary-router"),
             ("Service", "tfx-canary-router-pods"),
             ("Service", "prometheus"),
+            ("Service", "grafana"),
             ("ServiceAccount", "tfx-canary-serving"),
         ]
     )
@@ -156,6 +161,7 @@ def container_ports(deployment) -> dict[str | int, int]:
         ("tfx-canary-router", "tfx-canary-router"),
         ("tfx-canary-router-pods", "tfx-canary-router"),
         ("prometheus", "prometheus"),
+        ("grafana", "grafana"),
     ],
 )
 def test_services_and_selectors_reach_their_deployment(objects, service_name: str, name: str) -> None:
@@ -286,12 +292,42 @@ def test_one_controller_runs_next_to_the_server_reading_prometheus(objects) -> N
 def test_prometheus_config_in_the_configmap_is_the_checked_file(objects) -> None:
     config_map = objects[("ConfigMap", "prometheus-config")]
     assert config_map.data["prometheus.yml"] == (PROMETHEUS / "prometheus-k8s.yml").read_text()
-    assert config_map.data["recording.yml"] == (PROMETHEUS / "rules" / "recording.yml").read_text()
+    rules = sorted(path.name for path in (PROMETHEUS / "rules").glob("*.yml"))
+    assert rules == ["alerting.yml", "recording.yml"]
+    for name in rules:
+        assert config_map.data[name] == (PROMETHEUS / "rules" / name).read_text()
     (volume,) = objects[("Deployment", "prometheus")].spec.template.spec.volumes
     assert {item.key: item.path for item in volume.config_map.items} == {
         "prometheus.yml": "prometheus.yml",
-        "recording.yml": "rules/recording.yml",  # where prometheus-k8s.yml's rule_files looks
+        # where prometheus-k8s.yml's rule_files looks
+        **{name: f"rules/{name}" for name in rules},
     }
+
+
+def test_grafana_is_provisioned_from_the_checked_files(objects) -> None:
+    from observe import dashboard
+
+    deployment = objects[("Deployment", "grafana")]
+    (container,) = deployment.spec.template.spec.containers
+    mounts = {m.name: m.mount_path for m in container.volume_mounts}
+    volumes = {v.name: v.config_map for v in deployment.spec.template.spec.volumes}
+    provisioning = objects[("ConfigMap", volumes["provisioning"].name)]
+    assert mounts["provisioning"] == "/etc/grafana/provisioning"
+    items = {item.key: item.path for item in volumes["provisioning"].items}
+    for key, path in items.items():  # the same text compose mounts from serving_configs/grafana/
+        assert provisioning.data[key] == (GRAFANA / "provisioning" / path).read_text()
+    assert sorted(items.values()) == ["dashboards/tfx-canary.yaml", "datasources/prometheus.yaml"]
+    provider = yaml.safe_load(provisioning.data["dashboards.yaml"])["providers"][0]
+    assert mounts["dashboards"] == provider["options"]["path"]
+    dashboards = objects[("ConfigMap", volumes["dashboards"].name)]
+    assert dashboards.data == {"tfx-canary.json": (GRAFANA / "dashboards" / "tfx-canary.json").read_text()}
+    assert dashboards.data["tfx-canary.json"] == dashboard.dashboard_json()
+    env = {e.name: e.value for e in container.env}
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.rsplit("/", 1) == [provider["options"]["path"], "tfx-canary.json"]
+    datasource = yaml.safe_load(provisioning.data["datasources.yaml"])["datasources"][0]
+    url = urllib.parse.urlsplit(datasource["url"])
+    assert url.port in {p.port for p in objects[("Service", url.hostname)].spec.ports}
 
 
 @pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-k8s.yml"])
@@ -302,7 +338,34 @@ def test_prometheus_configs_and_rules_pass_promtool(config: str) -> None:
         [promtool, "check", "config", str(PROMETHEUS / config)], capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 1 rule files found" in checked.stdout
+    assert "SUCCESS: 2 rule files found" in checked.stdout
+
+
+def test_the_rules_pass_their_promtool_unit_tests() -> None:
+    """Each alert fires on its scenario after its ``for`` and stays quiet on the healthy ones."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed: run `make install` (tools/system_packages.py)"
+    tests = sorted((PROMETHEUS / "tests").glob("*.yml"))
+    assert tests, "no promtool unit tests under serving_configs/prometheus/tests"
+    checked = subprocess.run(
+        [promtool, "check", "rules", *sorted((PROMETHEUS / "rules").glob("*.yml"))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run(
+        [promtool, "test", "rules", *tests], capture_output=True, text=True, cwd=PROMETHEUS, timeout=60
+    )
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load((PROMETHEUS / "rules" / "alerting.yml").read_text())["groups"]
+        for rule in group["rules"]
+    }
+    scenarios = " ".join(path.read_text() for path in tests)
+    untested = sorted(name for name in alerts if f"alertname: {name}" not in scenarios)
+    assert not untested, f"alerts without a promtool scenario: {untested}"
 
 
 def test_the_pinned_tf_serving_release_serves_models_of_the_training_tensorflow(objects) -> None:

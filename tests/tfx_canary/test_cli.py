@@ -1,5 +1,6 @@
 """The installed ``tfx-canary`` console script."""
 
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,13 @@ def test_tensorflow_start_up_lines_go_to_the_log_not_the_terminal(tmp_path) -> N
         [str(SCRIPT), "-v", "run", "--home", str(home)], capture_output=True, text=True, timeout=300, env=env
     )
     assert "cuda drivers" in verbose.stderr  # -v shows everything
+
+
+def test_run_json_is_the_outcome_alone_on_stdout(tmp_path, capsys) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    assert cli.main(["run", "--home", str(home), "--json"]) == 1  # no data yet: the run says why
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out)
+    assert answer["ok"] is False and answer["pushed_version"] is None and answer["model"] == "taxi_tips"
+    assert answer["reason"].startswith("no data spans under ") and "tfx-canary data init" in answer["reason"]

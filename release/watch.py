@@ -1,0 +1,84 @@
+"""``tfx-canary status --watch``: every model's release state and, while a rollout runs, how its step
+is going (the progress the rollout process records, ``release.progress``), redrawn until Ctrl-C.
+
+On a terminal the block is redrawn in place; in a pipe a line per model is printed when something
+changes (``tfx_canary.live``). The rollout may run in another process on the same home: this reads
+only files, plus the model server's version states when ``--server`` is given.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from rich.console import Group
+from rich.text import Text
+
+from release import progress as record
+from tfx_canary.live import LiveOutput
+
+STALE_S = 15.0  # a running rollout rewrites its progress every second
+RECENT_S = 600.0  # a finished rollout stays on show this long, even once its canary is gone
+
+
+def _summary(row: dict) -> str:
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items())) or "none"
+    text = (
+        f"{row['model']} generation {row['generation']}: labels {labels}; traffic canary "
+        f"{row['canary_weight']:.0%}, shadow {row['shadow_fraction']:.0%}; step {row['step'] or '-'}; "
+        f"verdict {row['verdict'] or '-'}"
+    )
+    if row["hold_reason"]:
+        text += f"; held: {row['hold_reason']}"
+    if "error" in row["server"]:
+        text += f"; server: {row['server']['error']}"
+    return text
+
+
+def _progress_of(row: dict, releases_dir: str, now: float) -> record.Progress | None:
+    """The rollout progress that belongs to this row's release, marked when it stopped updating."""
+    progress = record.read(releases_dir, row["model"])
+    if progress is None:
+        return None
+    current = progress.canary in (row["labels"].get("canary"), row["labels"].get("stable"))
+    if not current and not (progress.outcome and now - progress.updated_at < RECENT_S):
+        return None  # about an earlier release (a rollback just now is still worth showing)
+    if not progress.outcome and now - progress.updated_at > STALE_S:
+        progress.note = f"no update for {now - progress.updated_at:.0f} s: is the rollout still running?"
+    return progress
+
+
+def watch_status(
+    rows: Callable[[], list[dict]],
+    releases_dir: str,
+    interval_s: float,
+    output: LiveOutput,
+    stop: threading.Event | None = None,
+) -> int:
+    """Redraw until ``stop`` is set (SIGINT/SIGTERM set it when called from the main thread)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    with output:
+        while True:
+            now = time.time()
+            blocks, lines, headline = [], [], []
+            for row in rows():
+                summary = _summary(row)
+                progress = _progress_of(row, releases_dir, now)
+                blocks.append(Text(summary, style="bold"))
+                lines.append(summary)
+                headline.append((row["generation"], row["step"], row["verdict"]))
+                if progress is not None:
+                    blocks.append(record.block(progress, now))
+                    lines.append("  " + record.line(progress, now))
+                    headline.append((progress.headline(), progress.note))
+            if not lines:
+                lines.append("no models in the serving config yet")
+                blocks.append(Text(lines[0]))
+            output.update(Group(*blocks), "\n".join(lines), tuple(headline))
+            if stop.wait(interval_s):
+                return 0
