@@ -67,7 +67,7 @@ def _requests(signature: str, inputs: dict[str, tf.TensorSpec] | None, serialize
     }
     for example in serialized:
         try:
-            parsed = tf.io.parse_example([example], spec)
+            parsed = tf.io.parse_example([_without_empty_features(example)], spec)
         except tf.errors.InvalidArgumentError:  # e.g. a feature stored with another type
             continue
         request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=signature))
@@ -75,6 +75,21 @@ def _requests(signature: str, inputs: dict[str, tf.TensorSpec] | None, serialize
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value.numpy(), dtype=inputs[name].dtype))
         requests.append(request)
     return requests
+
+
+def _without_empty_features(serialized: bytes) -> bytes:
+    """The example with its empty features dropped: CsvExampleGen writes an empty CSV cell as a feature
+    with no values, which ``parse_example`` refuses for a scalar; a dropped one gets the missing marker."""
+    example = tf.train.Example.FromString(serialized)
+    features = example.features.feature
+    for name in [name for name, value in features.items() if not _has_values(value)]:
+        del features[name]
+    return example.SerializeToString()
+
+
+def _has_values(feature: tf.train.Feature) -> bool:
+    kind = feature.WhichOneof("kind")
+    return kind is not None and len(getattr(feature, kind).value) > 0
 
 
 def to_warmup_file(requests: list) -> bytes:

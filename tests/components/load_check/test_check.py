@@ -276,3 +276,28 @@ def test_server_error_prefers_the_error_line():
     )
     assert server_error("a\nlast words\n") == "last words"
     assert server_error("") == "no output"
+
+
+def test_an_empty_csv_cell_becomes_the_missing_marker_in_a_named_tensor_request():
+    """CsvExampleGen writes an empty cell as a feature with no values; the raw-features request still
+    gets one (the signature's missing marker) instead of being dropped."""
+    import math
+
+    import tensorflow as tf
+
+    from components.load_check.requests import _requests
+
+    example = tf.train.Example()
+    example.features.feature["company"].bytes_list.SetInParent()  # present, no values
+    example.features.feature["fare"].float_list.value.append(10.5)
+    example.features.feature["trip_seconds"].int64_list.SetInParent()
+    inputs = {
+        "company": tf.TensorSpec([None], tf.string),
+        "fare": tf.TensorSpec([None], tf.float32),
+        "trip_seconds": tf.TensorSpec([None], tf.int64),
+        "tips": tf.TensorSpec([None], tf.float32),  # absent altogether
+    }
+    [request] = _requests("serving_raw", inputs, [example.SerializeToString()])
+    values = {name: tf.make_ndarray(tensor).tolist() for name, tensor in request.inputs.items()}
+    assert values["company"] == [b""] and values["fare"] == [10.5] and values["trip_seconds"] == [-1]
+    assert math.isnan(values["tips"][0])
