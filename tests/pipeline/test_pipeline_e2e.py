@@ -103,6 +103,7 @@ def test_first_run_pushes_a_blessed_version(config, runs):
     assert result.blessed is True and result.pushed_version is not None, result.reason
     assert result.metrics["auc"] >= config.metrics[0].min
     assert result.spans == [2] and result.window == [1, 2]  # every span of the window, in this run
+    assert result.training == f"trained from scratch ({config.train_steps} steps): no blessed model yet"
     # TensorBoard logs in the Trainer's model_run output, and the run says where
     assert list(Path(result.tensorboard_dir).rglob("events.out.tfevents.*")), result.tensorboard_dir
     assert f"tensorboard --logdir {result.tensorboard_dir}" in summary(result)
@@ -160,6 +161,11 @@ def test_a_new_span_pushes_a_second_version(config, runs):
     )
     versions = list_versions(config.serving_model_dir)
     assert versions == [runs["first"].pushed_version, result.pushed_version]
+    # a retrain: from the blessed model's weights, and Transform analyzes only the new span
+    assert result.training == f"warm start from the blessed model's weights ({config.warm_start_steps} steps)"
+    log_text = Path(result.log_file).read_text()
+    assert "Transform analyzer cache: 2 dataset(s) cached ['span-1-" in log_text, result.log_file
+    assert "1 analyzed ['span-3-" in log_text
 
 
 def test_a_window_a_version_was_trained_on_trains_nothing(config, runs):
@@ -219,8 +225,10 @@ def test_a_span_with_too_few_examples_is_refused(config, runs):
 
 def test_a_worse_model_is_not_blessed_nor_pushed(config, runs):
     data.add_span(config.paths.data_root, rows_per_span=ROWS_PER_SPAN)  # a new, clean span 4
-    result = run_pipeline(config.replace(train_steps=1))
+    # one step from scratch (a warm start would begin from the blessed model and stay as good)
+    result = run_pipeline(config.replace(train_steps=1, warm_start_steps=0))
     assert result.ok and result.window == [2, 3, 4], result.reason
+    assert result.training == "trained from scratch (1 steps): warm start is off"
     assert result.blessed is False and result.pushed_version is None
     assert result.failed_checks and "not blessed" in result.reason
     assert {c.name: c.status for c in result.components}["LoadCheck"] == "skipped"
