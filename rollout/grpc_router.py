@@ -15,11 +15,12 @@ import asyncio
 import time
 
 import grpc
+from google.protobuf import wrappers_pb2
 
 from release.state import CANARY
 from rollout import grpc_messages
 from rollout.router_metrics import RouterMetrics, grpc_numbers
-from rollout.routing import KEY_METADATA, Routing
+from rollout.routing import KEY_METADATA, Routing, is_unknown_label
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
@@ -38,6 +39,12 @@ def _specs(method: str, request: bytes):
         return envelope, [task.model_spec for task in envelope.tasks]
     envelope = grpc_messages.Request.FromString(request)
     return envelope, [envelope.model_spec]
+
+
+def _left(context: grpc.aio.ServicerContext) -> float | None:
+    """The client's time left, passed on to the model server (None: the client set no deadline)."""
+    remaining = context.time_remaining()
+    return remaining if remaining is not None and remaining < _NO_DEADLINE_S else None
 
 
 def _is_bare(spec) -> bool:
@@ -87,7 +94,7 @@ class GrpcRouter:
         return grpc.unary_unary_rpc_method_handler(handle)
 
     async def _route(self, call, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        label, model, shadow, pinned = "", "", False, False
+        label, model, shadow, pinned, by_number = "", "", False, False, None
         if method in ROUTED_METHODS:
             try:
                 envelope, specs = _specs(method, request)
@@ -104,13 +111,27 @@ class GrpcRouter:
                         spec.version_label = decision.label
                     label, shadow = decision.label, decision.shadow
                     request = envelope.SerializeToString()
-        remaining = context.time_remaining()
-        timeout = remaining if remaining is not None and remaining < _NO_DEADLINE_S else None
+                    if decision.version is not None:
+                        number = wrappers_pb2.Int64Value(value=decision.version).SerializeToString()
+                        for spec in specs:
+                            spec.ClearField("version_label")  # one of the two, as in model.proto
+                            spec.version = number
+                        by_number = envelope.SerializeToString()
+        timeout = _left(context)
         if shadow and method in INFERENCE_METHODS:
             self._mirror(call, method, model, envelope, specs, timeout)
         started = time.perf_counter()
         try:
-            answer = await call(request, timeout=timeout)
+            try:
+                answer = await call(request, timeout=timeout)
+            except grpc.aio.AioRpcError as error:
+                # the server has not read the label from models.config yet: ask for its version
+                unknown = error.code() == grpc.StatusCode.INVALID_ARGUMENT and is_unknown_label(
+                    error.details() or "", label
+                )
+                if by_number is None or not unknown:
+                    raise
+                answer = await call(by_number, timeout=_left(context))
         except grpc.aio.AioRpcError as error:
             self._observe(method, model, label, pinned, False, started, b"")
             await context.abort(error.code(), error.details() or "")
@@ -129,6 +150,7 @@ class GrpcRouter:
         if len(self._shadows) >= self.shadow_limit:
             return
         for spec in specs:
+            spec.ClearField("version")  # one of the two, as in model.proto
             spec.version_label = CANARY
         mirrored = envelope.SerializeToString()
 

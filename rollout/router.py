@@ -37,7 +37,7 @@ import uvloop
 from release.serving_dir import METRICS_PATH
 from release.state import CANARY
 from rollout.router_metrics import CONTENT_TYPE, RouterMetrics, json_numbers
-from rollout.routing import KEY_HEADER, LABEL_HEADER, RouteTable, Routing
+from rollout.routing import KEY_HEADER, LABEL_HEADER, RouteTable, Routing, is_unknown_label
 from rollout.upstream import Answer, UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -118,14 +118,21 @@ class RestRouter:
         if decision.shadow and match["verb"]:
             self._mirror(model, f"/v1/models/{quote(model, safe='')}/labels/{CANARY}{suffix}", body, headers)
         routed = f"/v1/models/{quote(model, safe='')}/labels/{decision.label}{suffix}"
+        by_number = None
+        if decision.version is not None:
+            by_number = f"/v1/models/{quote(model, safe='')}/versions/{decision.version}{suffix}"
         return await self._forward(
-            request.method, routed, body, headers, match, decision.label
+            request.method, routed, body, headers, match, decision.label, by_number
         ), decision.label
 
-    async def _forward(self, method, path, body, headers, match, label) -> Answer:
+    async def _forward(self, method, path, body, headers, match, label, by_number=None) -> Answer:
+        """Forward and record the answer; ``by_number`` is asked when the server does not know ``label``
+        yet (see ``routing.Decision``)."""
         started = time.perf_counter()
         try:
             answer = await self.pool.request(method, path, body, headers)
+            if by_number is not None and answer.status == 400 and _names_unknown_label(answer.body, label):
+                answer = await self.pool.request(method, by_number, body, headers)
         except (UpstreamError, OSError) as e:
             answer = _error(503, f"The model server at {self.host}:{self.port} is unavailable: {e}")
         if match is not None and match["verb"]:
@@ -179,6 +186,14 @@ class RestRouter:
         for task in list(self._shadows):
             task.cancel()
         self.pool.close()
+
+
+def _names_unknown_label(body: bytes, label: str) -> bool:
+    try:
+        message = json.loads(body).get("error", "")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(message, str) and is_unknown_label(message, label)
 
 
 def _encode(answer: Answer, label: str, keep_alive: bool) -> bytes:

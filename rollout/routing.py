@@ -44,20 +44,37 @@ def key_bucket(key: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+# TF Serving's answer to a label its config does not have (yet): server_core.cc, InvalidArgument.
+UNKNOWN_LABEL_MESSAGE = "Unrecognized servable version label: "
+
+
 @dataclass(frozen=True)
 class Route:
     stable: bool  # a `stable` label exists
     canary_weight: float  # 0 unless a canary is on trial
     shadow_fraction: float
     generation: int  # the release record's generation this route was read from
+    stable_version: int | None = None  # the versions the labels name in the record
+    canary_version: int | None = None
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Where one bare request goes: ``label`` None means "forward unchanged"."""
+    """Where one bare request goes: ``label`` None means "forward unchanged".
+
+    ``version`` is the version the record gives ``label``: the router asks for it by number when the
+    model server answers that it does not know the label yet (a new label is written to
+    ``models.config`` before the server's next poll reads it).
+    """
 
     label: str | None
     shadow: bool = False
+    version: int | None = None
+
+
+def is_unknown_label(message: str, label: str) -> bool:
+    """Whether a model server's error message says it has no ``label`` (yet)."""
+    return bool(label) and message.endswith(UNKNOWN_LABEL_MESSAGE + label)
 
 
 class RouteTable:
@@ -97,6 +114,8 @@ class RouteTable:
                 canary_weight=state.canary_weight if on_trial else 0.0,
                 shadow_fraction=state.shadow_fraction if on_trial else 0.0,
                 generation=state.generation,
+                stable_version=state.stable,
+                canary_version=state.canary,
             )
         return routes
 
@@ -138,9 +157,11 @@ class Routing:
             return Decision(None)
         position = key_bucket(key) if key else random.random()
         if position < route.canary_weight:
-            return Decision(CANARY)
+            return Decision(CANARY, version=route.canary_version)
         # shadow picks from the far end of the key space, so live canary users are not also mirrored
-        return Decision(STABLE, shadow=(1.0 - position) <= route.shadow_fraction)
+        return Decision(
+            STABLE, shadow=(1.0 - position) <= route.shadow_fraction, version=route.stable_version
+        )
 
     def metric_names(self, model: str, label: str, pinned_version: bool) -> tuple[str, str]:
         """(model, label) as metric labels: names chosen by clients must not grow the metric set."""

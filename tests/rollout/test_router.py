@@ -261,3 +261,27 @@ def test_grpc_deadline_reaches_the_model_server(served):
     with pytest.raises(grpc.RpcError) as error:
         grpc_predict(router.grpc_port, {}, timeout=0.0001)
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_label_the_server_has_not_read_yet_is_asked_for_by_its_version(tmp_path):
+    """The record names v1 stable before the model server's next poll reads the label from
+    models.config (the first release; a poll of 60 s in production): bare calls, REST and gRPC, are
+    answered by v1 instead of failing with the server's "Unrecognized servable version label"."""
+    from fixtures.models import write_fixture_model
+    from release import state as sm
+    from release.server_client import ServerClient
+
+    root = tmp_path / "serving"
+    write_fixture_model(root / "m", 1, offset=2.0)
+    operations.publish(operations.Target(str(root), "m"), 1)  # listed, no labels (no server yet)
+    with ServedRoot(root, poll_seconds=600) as served:  # reads models.config at start, then not for 600 s
+        ServerClient(served.address).wait_available("m", 1, 30)
+        label_v1 = lambda state: sm.label_candidate(state, 1, {1})  # noqa: E731
+        operations.commit(operations.Target(str(root), "m"), label_v1, "first-stable", "test")
+        status, _, body = call(served.server.rest_port, "/v1/models/m/labels/stable:predict")
+        assert (status, body) == (400, {"error": "Unrecognized servable version label: stable"})
+        with Router(served.address, served.root, refresh_s=0.05, grpc_upstream=served.grpc_address) as router:
+            assert call(router.port) == (200, "stable", {"predictions": [3.0]})
+            assert grpc_predict(router.grpc_port, {}) == (3.0, 1)
+            # a client's own label is not the router's to change: the server's answer comes back
+            assert call(router.port, "/v1/models/m/labels/stable:predict")[0] == 400
