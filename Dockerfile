@@ -28,7 +28,7 @@ RUN python -m pip install --no-cache-dir /tfx-canary \
          cp -r "/tfx-canary/$USER_PROJECT" /user-project \
          && python -m pip install --no-cache-dir /user-project; \
        fi \
-    && python -c "import tfx_canary, pipeline, components, models, scaffold, release, serving, rollout, scheduler, kubeflow, fixtures" \
+    && python -c "import tfx_canary, pipeline, components, models, scaffold, release, serving, rollout, observe, scheduler, kubeflow, fixtures" \
     && tfx-canary --help > /dev/null
 
 ENV PYTHONUNBUFFERED=1 \

@@ -88,6 +88,10 @@ class PipelineConfig:
     span_window: int = 8  # train on the latest K spans
     train_steps: int = 500  # a first run, or a retrain whose base weights do not fit
     warm_start_steps: int = 150  # a retrain from the latest blessed model's weights; 0: always from scratch
+    # Transform analyzes each span as its own dataset and reuses the analyzer cache of spans it has seen.
+    # Off by default: on the local FnApiRunner, 16 spans as 16 datasets cost more Beam stages than the
+    # analysis they save (README, Benchmarks); worth it where analysis is the cost (large spans, Dataflow).
+    analyzer_cache: bool = False
     eval_steps: int = 50
     warmup_examples: int = 5  # eval examples replayed per signature by the load check and at load
     # the load check's budget: each signature's median latency at batch 1, REST and gRPC

@@ -3,15 +3,16 @@
 ImportSchemaGen (curated schema) → WindowIngest (the latest K spans of the data root, each ingested,
 summarized and validated in one Beam pass; spans with anomalies left out, the clean ones merged) →
 [data gate: only a run whose newest span is clean, on a window not trained on yet, goes on] →
-Transform (tf.Transform's analyzer cache keyed by span) → Trainer (warm start from the latest blessed
-model) → Evaluator (value + change thresholds, against that model) → [blessed] → LoadCheck (the
-candidate served by a child model server, every signature over REST and gRPC within a latency budget)
+Transform (with ``analyzer_cache``: tf.Transform's analyzer cache keyed by span) → Trainer (warm start
+from the latest blessed model) → Evaluator (value + change thresholds, against that model) → [blessed]
+→ LoadCheck (the candidate served by a child model server, every signature over REST and gRPC within a
+latency budget)
 → SafePusher (blessed by both, new models and new data only) → ServingConfigGen (models.config,
 stable/canary labels, Model Registry aliases).
 
 No custom resolver picks the window from MLMD (TFX 1.21's Vertex compiler takes only its built-in
-LatestArtifact and LatestBlessedModel strategies, both used here), so a scheduled Vertex run trains on
-the same validated window as a local one.
+LatestBlessedModel and LatestArtifact strategies: the baseline, and the analyzer cache), so a
+scheduled Vertex run trains on the same validated window as a local one.
 ``ingest_only`` stops after the ingest.
 """
 
@@ -121,23 +122,29 @@ def _ingest(config: PipelineConfig) -> tuple[Any, WindowIngest]:
 
 
 def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
-    """Resolver (latest blessed model) → Transform (analyzer cache by span) → Trainer (warm start from
-    the blessed model) → Evaluator (value + change thresholds, against the same blessed model)."""
+    """Transform (with ``analyzer_cache``: per span, reusing the latest cache) → Trainer (warm start
+    from the latest blessed model) → Evaluator (value + change thresholds, against the same model)."""
     custom_config = config.user_custom_config
-    cache = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-        cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
-    ).with_id("LatestAnalyzerCache")
-    transform = WindowTransform(
+    transform_args = dict(
         examples=examples,
         schema=schema,
         preprocessing_fn=config.preprocessing_fn,
         custom_config=custom_config,
-        analyzer_cache=cache.outputs["cache"],
         # Pre/post-transform TFDV statistics gate nothing here (each span was validated above) and
         # cost two more statistics passes over the whole window.
         disable_statistics=True,
-    ).with_id("Transform")
+    )
+    components = []
+    if config.analyzer_cache:
+        cache = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
+        ).with_id("LatestAnalyzerCache")
+        components.append(cache)
+        transform = WindowTransform(analyzer_cache=cache.outputs["cache"], **transform_args)
+    else:
+        transform = tfx.components.Transform(**transform_args)
+    transform = transform.with_id("Transform")
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -160,7 +167,7 @@ def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
     ).with_id("Evaluator")
-    return trainer, evaluator, [cache, transform, baseline, trainer, evaluator]
+    return trainer, evaluator, [*components, transform, baseline, trainer, evaluator]
 
 
 def _release(config: PipelineConfig, trainer, evaluator, window, orchestrator: str) -> list:

@@ -17,7 +17,6 @@ def test_the_window_is_ingested_in_the_pipeline_and_feeds_transform_and_the_eval
     assert set(nodes) == {
         "ImportSchemaGen",
         "WindowIngest",
-        "LatestAnalyzerCache",
         "Transform",
         "Trainer",
         "LatestBlessedModel",
@@ -35,10 +34,20 @@ def test_the_window_is_ingested_in_the_pipeline_and_feeds_transform_and_the_eval
         assert ingest in nodes[consumer].upstream_nodes, consumer
 
 
-def test_transform_reads_the_last_cache_and_the_trainer_starts_from_the_blessed_model(tmp_path):
+def test_with_the_analyzer_cache_transform_reads_the_last_cache_per_span(tmp_path):
+    from components.window_transform.component import WindowTransform
+
+    plain = _nodes(create_pipeline(load_config(home=tmp_path)))
+    assert "analyzer_cache" not in plain["Transform"].inputs and "LatestAnalyzerCache" not in plain
+    assert type(plain["Transform"]) is not WindowTransform
+    nodes = _nodes(create_pipeline(load_config(home=tmp_path, analyzer_cache=True)))
+    assert isinstance(nodes["Transform"], WindowTransform)
+    assert nodes["Transform"].inputs["analyzer_cache"].producer_component_id == "LatestAnalyzerCache"
+
+
+def test_the_trainer_starts_from_the_blessed_model(tmp_path):
     config = load_config(home=tmp_path, warm_start_steps=40)
     nodes = _nodes(create_pipeline(config))
-    assert nodes["Transform"].inputs["analyzer_cache"].producer_component_id == "LatestAnalyzerCache"
     trainer = nodes["Trainer"]
     assert trainer.inputs["base_model"].producer_component_id == "LatestBlessedModel"
     assert nodes["Evaluator"].inputs["baseline_model"].producer_component_id == "LatestBlessedModel"

@@ -52,6 +52,7 @@ def config(tmp_path_factory):
         train_steps=200,
         eval_steps=5,
         warmup_examples=2,
+        analyzer_cache=True,  # the retrain below analyzes only its new span
         metrics=[
             {"name": "AUC", "min": 0.7, "max_drop": 0.1},
             {"name": "BinaryAccuracy", "min": 0.6},
