@@ -49,6 +49,9 @@ def project(tmp_path_factory):
     sys.path.insert(0, str(config.parent))
     yield config.parent
     sys.path.remove(str(config.parent))
+    # the scaffolded package must not answer a later test's import of another `wine_model`
+    for name in [name for name in sys.modules if name == "wine_model" or name.startswith("wine_model.")]:
+        del sys.modules[name]
 
 
 def _pipeline(project: Path, home: Path, data_root: Path):
