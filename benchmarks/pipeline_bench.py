@@ -6,7 +6,8 @@ Cases (each run in a fresh subprocess, fresh home, median wall time and peak RSS
   pipeline run that ingests and validates every span (WindowIngest, one Beam pass) and trains;
 - ``ours-mp``: the same with Beam's ``multi_processing`` mode (the Beam-settings measurement);
 - ``retrain``: one more span arrives after a first run on spans 1-15: time of that second run, which
-  starts from the first model's weights (warm start) and reuses Transform's analyzer cache;
+  starts from the first model's weights (warm start; Transform reuses its analyzer cache only with
+  ``analyzer_cache: true``, off by default);
 - ``retrain-cold``: the same retrain with warm start off (``warm_start_steps: 0``): the quality guard
   compares the two models on the same window and eval split (AUC for a classifier: the warm one no
   worse by more than 0.005; MAE for a regressor: no worse by more than 2%);
