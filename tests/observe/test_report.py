@@ -12,15 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fixtures.served_root import ServedRoot
-from release import audit, operations
-from release.metadata import open_store
+from release import operations
 from rollout.analysis import Criteria
 from rollout.controller import RolloutController, parse_plan
 from rollout.load import SteadyLoad
-from rollout.router import Router
 from tests.observe import chromium
 from tests.rollout.bad_models import write_failing_model
+from tests.rollout.stable_release import stable_behind_router
 from tfx_canary import cli
 
 CRITERIA = Criteria(min_requests=20, p99_slack_s=0.15)  # a shared 2-core box: latency gets a wide margin
@@ -32,23 +30,18 @@ def home(tmp_path_factory) -> Path:
     from fixtures.models import write_fixture_model
 
     home = tmp_path_factory.mktemp("report")
-    write_fixture_model(home / "serving" / "m", 1, offset=2.0)
-    store = open_store(str(home / "metadata.sqlite"))
-    with ServedRoot(home / "serving") as served:
-        target = served.target(audit=audit.Audit(store, str(home / "releases"), actor="controller"))
-        operations.publish(target, 1)
-        with Router(served.address, served.root, refresh_s=0.05) as router:
-            url = f"http://127.0.0.1:{router.port}/monitoring/prometheus/metrics"
-            with SteadyLoad(router.port, "m", threads=2, rate=40) as load:
-                write_fixture_model(served.base_path, 2, offset=2.01)  # a good retrain: nearly the same
-                for version, expected in ((2, "promoted"), (3, "rolled back")):
-                    if version == 3:
-                        write_failing_model(served.base_path, 3)
-                    operations.publish(target, version)
-                    plan = parse_plan("shadow=1s,100%=1s")
-                    outcome = RolloutController(target, url, plan, CRITERIA, max_extensions=3).run()
-                    assert outcome.verdict == expected, outcome.steps
-                load.stop()
+    with stable_behind_router(home) as (served, target, router, _store):
+        url = f"http://127.0.0.1:{router.port}/monitoring/prometheus/metrics"
+        with SteadyLoad(router.port, "m", threads=2, rate=40) as load:
+            write_fixture_model(served.base_path, 2, offset=2.01)  # a good retrain: nearly the same
+            for version, expected in ((2, "promoted"), (3, "rolled back")):
+                if version == 3:
+                    write_failing_model(served.base_path, 3)
+                operations.publish(target, version)
+                plan = parse_plan("shadow=1s,100%=1s")
+                outcome = RolloutController(target, url, plan, CRITERIA, max_extensions=3).run()
+                assert outcome.verdict == expected, outcome.steps
+            load.stop()
     return home
 
 

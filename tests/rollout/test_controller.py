@@ -2,14 +2,12 @@
 
 import pytest
 
-from fixtures.served_root import ServedRoot
 from release import audit, operations
-from release.metadata import open_store
 from rollout.analysis import Criteria
 from rollout.controller import RolloutController, Step, parse_plan
 from rollout.load import SteadyLoad
-from rollout.router import Router
 from tests.rollout.bad_models import write_failing_model, write_slow_model
+from tests.rollout.stable_release import stable_behind_router
 
 
 def test_parse_plan():
@@ -31,15 +29,8 @@ CRITERIA = Criteria(min_requests=20, p99_slack_s=0.04)
 @pytest.fixture
 def release(tmp_path):
     """v1 stable behind a router, MLMD audit on, ready for a v2 to be pushed."""
-    from fixtures.models import write_fixture_model
-
-    write_fixture_model(tmp_path / "serving" / "m", 1, offset=2.0)
-    store = open_store(str(tmp_path / "metadata.sqlite"))
-    with ServedRoot(tmp_path / "serving") as served:
-        target = served.target(audit=audit.Audit(store, str(tmp_path / "releases"), actor="controller"))
-        operations.publish(target, 1)
-        with Router(served.address, served.root, refresh_s=0.05) as router:
-            yield served, target, router, store
+    with stable_behind_router(tmp_path) as release:
+        yield release
 
 
 def controller(target, router, plan, criteria=CRITERIA, max_extensions=2):

@@ -10,15 +10,13 @@ import re
 
 import pytest
 
-from fixtures.served_root import ServedRoot
-from release import audit, operations
+from release import operations
 from release import progress as record
-from release.metadata import open_store
 from rollout.analysis import Criteria
 from rollout.controller import RolloutController, parse_plan
 from rollout.load import SteadyLoad
-from rollout.router import Router
 from rollout.view import run_with_view
+from tests.rollout.stable_release import stable_behind_router
 from tfx_canary import cli
 from tfx_canary.live import LiveOutput
 
@@ -29,16 +27,9 @@ METRICS = "/monitoring/prometheus/metrics"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """v1 stable behind a router with an audit; each test pushes its own canary."""
-    from fixtures.models import write_fixture_model
-
     home = tmp_path_factory.mktemp("view")
-    write_fixture_model(home / "serving" / "m", 1, offset=2.0)
-    store = open_store(str(home / "metadata.sqlite"))
-    with ServedRoot(home / "serving") as served:
-        target = served.target(audit=audit.Audit(store, str(home / "releases"), actor="controller"))
-        operations.publish(target, 1)
-        with Router(served.address, served.root, refresh_s=0.05) as router:
-            yield home, served, target, router
+    with stable_behind_router(home) as (served, target, router, _store):
+        yield home, served, target, router
 
 
 def push_canary(served, target, version: int) -> None:
