@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from components.load_check.early import early_server
 from pipeline import data
 from pipeline.config import PipelineConfig
 from pipeline.outcome import ComponentRun, RunResult, last_execution_id, read_outcome
@@ -34,17 +35,20 @@ class _ProgressHandler(logging.Handler):
     _RUNNING = re.compile(r"^Component (\S+) is running\.$")
     _FINISHED = re.compile(r"^Component (\S+) is finished\.$")
 
-    def __init__(self, progress: Progress):
+    def __init__(self, progress: Progress, on_running: dict[str, Callable[[], None]]):
         super().__init__(logging.INFO)
         self.progress = progress
+        self.on_running = on_running
         self.runs: list[ComponentRun] = []
         self._started = 0.0
         self._status = "ran"
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if self._RUNNING.match(message):
+        if running := self._RUNNING.match(message):
             self._started, self._status = time.monotonic(), "ran"
+            if hook := self.on_running.get(running.group(1)):
+                hook()
         elif message.startswith("A cached execution"):
             self._status = "cached"
         elif message.startswith("Skipping execution for"):
@@ -56,7 +60,9 @@ class _ProgressHandler(logging.Handler):
 
 
 @contextmanager
-def _tfx_logs(log_file: Path, progress: Progress) -> Iterator[_ProgressHandler]:
+def _tfx_logs(
+    log_file: Path, progress: Progress, on_running: dict[str, Callable[[], None]]
+) -> Iterator[_ProgressHandler]:
     """Send the full TFX/Beam/TF log to ``log_file`` and only progress lines to ``progress``.
 
     Console handlers are quietened to errors for the duration unless debug logging is on (-v), and
@@ -69,7 +75,7 @@ def _tfx_logs(log_file: Path, progress: Progress) -> Iterator[_ProgressHandler]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     to_file = logging.FileHandler(log_file)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler = _ProgressHandler(progress)
+    handler = _ProgressHandler(progress, on_running)
     if not verbose:
         for console in root.handlers:
             console.setLevel(logging.ERROR)
@@ -127,7 +133,15 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
     log_file = Path(config.pipeline_root) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     result.log_file = str(log_file)
     before = last_execution_id(config)
-    with _tfx_logs(log_file, say) as handler:
+    with (
+        early_server() as start_load_check_server,
+        _tfx_logs(
+            # the load check's server starts with Transform: its start-up overlaps Transform and Trainer
+            log_file,
+            say,
+            on_running={"Transform": start_load_check_server},
+        ) as handler,
+    ):
         try:
             say(
                 f"Running {config.name} ({config.model}) on span {spans[-1]}, window of {len(window)} span(s)"

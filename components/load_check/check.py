@@ -257,47 +257,66 @@ class ChildServer:
         self.channel.close()
 
 
+class StartingServer:
+    """A child model server launched and not yet waited for, so that its start-up (importing
+    TensorFlow, seconds) can overlap other work; ``ready`` waits for its ports, ``stop`` ends it."""
+
+    def __init__(self, workdir: str, keep_log: str | None = None) -> None:
+        self.workdir = workdir
+        self.keep_log = keep_log
+        self.log_path = os.path.join(workdir, "server.log")
+        config = os.path.join(workdir, CONFIG_NAME)
+        with open(config, "w") as handle:
+            handle.write("model_config_list {}\n")
+        command = [
+            sys.executable,
+            "-m",
+            "components.load_check.child",
+            "-v",  # every line to the log file below, none to a project log under some home
+            "serve",
+            "--port=-1",
+            "--rest_api_port=-1",
+            f"--model_config_file={config}",
+            "--max_num_load_retries=0",
+            "--drain_seconds=1",
+        ]
+        environment = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "TF_CPP_MIN_LOG_LEVEL": "1"}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environment,
+                cwd=workdir,
+            )
+        self._server: ChildServer | None = None
+
+    def ready(self, timeout_s: float) -> ChildServer:
+        """The server once it serves on both ports; ``ServerStartError`` if it exits or times out."""
+        if self._server is None:
+            grpc_port, rest_port = _wait_for_ports(self.process, self.log_path, timeout_s)
+            self._server = ChildServer(self.process, self.workdir, grpc_port, rest_port)
+        return self._server
+
+    def stop(self) -> None:
+        """Stop the child (its output copied to ``keep_log`` first, if given)."""
+        if self._server is not None:
+            self._server.close()
+        _stop(self.process)
+        if self.keep_log:
+            shutil.copyfile(self.log_path, self.keep_log)
+
+
 @contextmanager
 def child_server(workdir: str, start_timeout_s: float, keep_log: str | None = None) -> Iterator[ChildServer]:
     """A model server child on loopback ports the OS chooses, with an empty config; always stopped
     (its output copied to ``keep_log`` first, if given)."""
-    config = os.path.join(workdir, CONFIG_NAME)
-    with open(config, "w") as handle:
-        handle.write("model_config_list {}\n")
-    log_path = os.path.join(workdir, "server.log")
-    command = [
-        sys.executable,
-        "-m",
-        "components.load_check.child",
-        "-v",  # every line to the log file below, none to a project log under some home
-        "serve",
-        "--port=-1",
-        "--rest_api_port=-1",
-        f"--model_config_file={config}",
-        "--max_num_load_retries=0",
-        "--drain_seconds=1",
-    ]
-    environment = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "TF_CPP_MIN_LOG_LEVEL": "1"}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=environment,
-            cwd=workdir,
-        )
-    server = None
+    starting = StartingServer(workdir, keep_log)
     try:
-        grpc_port, rest_port = _wait_for_ports(process, log_path, start_timeout_s)
-        server = ChildServer(process, workdir, grpc_port, rest_port)
-        yield server
+        yield starting.ready(start_timeout_s)
     finally:
-        if server is not None:
-            server.close()
-        _stop(process)
-        if keep_log:
-            shutil.copyfile(log_path, keep_log)
+        starting.stop()
 
 
 def _wait_for_ports(process: subprocess.Popen, log_path: str, timeout_s: float) -> tuple[int, int]:

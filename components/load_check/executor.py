@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -19,7 +20,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.load_check.check import Budget, Report, check_model
+from components.load_check import early
+from components.load_check.check import Budget, Report, check_model, check_on
 from components.load_check.requests import build_requests, to_warmup_file
 from release.serving_dir import MAX_WARMUP_RECORDS, WARMUP_FILE
 from tfx_canary.errors import ConfigError
@@ -67,11 +69,22 @@ class LoadCheckExecutor(base_executor.BaseExecutor):
         with tempfile.TemporaryDirectory(prefix="tfx-canary-load-check-log-") as scratch:
             server_log = os.path.join(scratch, SERVER_LOG_FILE)  # local: on Vertex the artifact is on gs://
             try:
-                report = check_model(source, exec_properties["model_name"], requests, budget, server_log)
+                report = _check(source, exec_properties["model_name"], requests, budget, server_log)
             finally:
                 if os.path.exists(server_log):
                     tf.io.gfile.copy(server_log, os.path.join(blessing.uri, SERVER_LOG_FILE), overwrite=True)
         _mark(blessing, report)
+
+
+def _check(source: str, model_name: str, requests: list, budget: Budget, server_log: str) -> Report:
+    """On the server the runner started early (``early``) if there is one, else on a new child."""
+    starting = early.take()
+    if starting is None:
+        return check_model(source, model_name, requests, budget, server_log)
+    try:
+        return check_on(starting.ready(budget.start_timeout_s), source, model_name, requests, budget)
+    finally:
+        shutil.copyfile(starting.log_path, server_log)
 
 
 def _mark(blessing: types.Artifact, report: Report) -> None:
