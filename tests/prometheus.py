@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from release.serving_dir import METRICS_PATH
+from tfx_canary.process import stop
 
 
 def _free_port() -> int:
@@ -76,10 +77,5 @@ class Prometheus:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop(self.process, timeout_s=20)
         self.log.close()

@@ -32,6 +32,7 @@ from rollout.load import SteadyLoad
 from tests.pipeline_configs import write_config
 from tests.prometheus import Prometheus
 from tests.rollout.bad_models import write_failing_model, write_slow_model
+from tfx_canary.process import stop
 
 pytestmark = pytest.mark.e2e
 
@@ -70,15 +71,9 @@ class Process:
             time.sleep(0.1)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        code = stop(self.process, sig=sig)
         self.log.close()
-        return self.process.returncode
+        return code
 
 
 def _wait(what: str, condition, timeout_s: float = 120):

@@ -26,6 +26,7 @@ import pytest
 import tensorflow as tf
 
 from release.metadata import open_store
+from tfx_canary.process import stop
 
 pytestmark = pytest.mark.e2e
 
@@ -256,12 +257,7 @@ def test_wine_from_a_csv_to_a_promoted_canary(tmp_path):
     finally:
         for process in (router, server):
             if process is not None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop(process)
     print(f"wine e2e took {time.monotonic() - started:.1f} s")
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from models.catalog import DEFAULT_MODEL
 from tfx_canary.errors import CanaryError, UsageError
 from tfx_canary.options import add_home, add_model_choice, home_of
+from tfx_canary.process import stop
 
 DEFAULT_PLAN = "shadow=5s,25%=5s,100%=5s"
 _MEANING = {
@@ -124,14 +125,8 @@ class ModelServerProcess:
             return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            stop(self.process)
 
     def __enter__(self) -> ModelServerProcess:
         return self.start()

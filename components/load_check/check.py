@@ -34,6 +34,7 @@ import grpc
 from components.load_check.child import PARENT_PID_ENV
 from release.serving_dir import CONFIG_NAME, MAX_WARMUP_RECORDS
 from tfx_canary.errors import CanaryError, ConfigError
+from tfx_canary.process import stop
 
 MAX_LATENCY_BUDGET_MS = 60_000.0
 GRPC_LINE = re.compile(r"Running gRPC ModelServer at [^:\s]+:(\d+)")
@@ -303,7 +304,7 @@ class StartingServer:
         """Stop the child (its output copied to ``keep_log`` first, if given)."""
         if self._server is not None:
             self._server.close()
-        _stop(self.process)
+        stop(self.process, timeout_s=15)
         if self.keep_log:
             shutil.copyfile(self.log_path, self.keep_log)
 
@@ -348,13 +349,3 @@ def server_error(log_text: str) -> str:
 def _read(path: str) -> str:
     with open(path, "rb") as handle:
         return handle.read().decode("utf-8", "replace")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
+from tfx_canary.process import stop
+
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
@@ -138,9 +140,4 @@ def load(path: Path, width: int = 1280, timeout_s: float = 60.0) -> Loaded:
             port = int(active.read_text().split()[0])
             return asyncio.run(asyncio.wait_for(_load(port, path.resolve().as_uri(), width), timeout_s))
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop(process, timeout_s=10)
