@@ -5,6 +5,7 @@ import json
 
 from pipeline.config import load_config
 from pipeline.pipeline import beam_args, create_pipeline, never_cached
+from tests.pipeline.nodes import ANALYZER_CACHE_NODES, NODES
 
 
 def _nodes(pipeline):
@@ -14,17 +15,7 @@ def _nodes(pipeline):
 def test_the_window_is_ingested_in_the_pipeline_and_feeds_transform_and_the_evaluator(tmp_path):
     config = load_config(home=tmp_path, span_window=4)
     nodes = _nodes(create_pipeline(config))
-    assert set(nodes) == {
-        "ImportSchemaGen",
-        "WindowIngest",
-        "Transform",
-        "Trainer",
-        "LatestBlessedModel",
-        "Evaluator",
-        "LoadCheck",
-        "Pusher",
-        "ServingConfigGen",
-    }
+    assert set(nodes) == NODES
     ingest = nodes["WindowIngest"]
     assert ingest.exec_properties["num_spans"] == 4
     assert ingest.exec_properties["input_base"] == str(config.paths.data_root)
@@ -41,6 +32,7 @@ def test_with_the_analyzer_cache_transform_reads_the_last_cache_per_span(tmp_pat
     assert "analyzer_cache" not in plain["Transform"].inputs and "LatestAnalyzerCache" not in plain
     assert type(plain["Transform"]) is not WindowTransform
     nodes = _nodes(create_pipeline(load_config(home=tmp_path, analyzer_cache=True)))
+    assert set(nodes) == ANALYZER_CACHE_NODES
     assert isinstance(nodes["Transform"], WindowTransform)
     assert nodes["Transform"].inputs["analyzer_cache"].producer_component_id == "LatestAnalyzerCache"
 
