@@ -29,7 +29,7 @@ from models import catalog, contract
 from release.model_registry import RegistryBinding
 from release.serving_dir import MAX_WARMUP_RECORDS
 from tfx_canary.errors import ConfigError
-from tfx_canary.home import Home, is_uri
+from tfx_canary.home import Home, is_uri, join
 
 # FnApiRunner in one process: measured fastest on 2 cores (see benchmarks/pipeline_bench.py).
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -234,6 +234,11 @@ class PipelineConfig:
     @property
     def pipeline_root(self) -> str:
         return self.paths.pipeline_root(self.name)
+
+    @property
+    def span_cache_dir(self) -> str:
+        """Spans WindowIngest has ingested, for the next run to reuse (``components/window_ingest``)."""
+        return join(self.pipeline_root, "span-cache")
 
     @property
     def metadata_path(self) -> str:

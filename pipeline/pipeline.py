@@ -117,6 +117,7 @@ def _ingest(config: PipelineConfig) -> tuple[Any, WindowIngest]:
         input_config=_INPUT_CONFIG,
         output_config=_OUTPUT_CONFIG,
         serving_model_dir=config.serving_model_dir,
+        span_cache=config.span_cache_dir,
     ).with_id("WindowIngest")
     return schema, ingest
 

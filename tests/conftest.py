@@ -6,3 +6,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # gRPC fork support deadlocks Beam's worker processes (TFX 1.21 release notes).
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+
+def pytest_collection_modifyitems(items):
+    """End-to-end files first (a stable sort keeps each file's own order): run in parallel
+    (``make test``), the longest work starts first and the short files fill in around it."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)

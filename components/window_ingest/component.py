@@ -20,6 +20,8 @@ class WindowIngestSpec(ComponentSpec):
         "num_spans": ExecutionParameter(type=int),
         # the pushed versions' folder: a window a version was trained on already has nothing new
         "serving_model_dir": ExecutionParameter(type=str, optional=True),
+        # spans ingested by earlier runs (``span_cache``): a retrain ingests only the new ones
+        "span_cache": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: ClassVar = {"schema": ChannelParameter(type=standard_artifacts.Schema)}
     OUTPUTS: ClassVar = {
@@ -46,6 +48,7 @@ class WindowIngest(base_component.BaseComponent):
         input_config: example_gen_pb2.Input,
         output_config: example_gen_pb2.Output,
         serving_model_dir: str | None = None,
+        span_cache: str | None = None,
     ):
         super().__init__(
             spec=WindowIngestSpec(
@@ -54,6 +57,7 @@ class WindowIngest(base_component.BaseComponent):
                 output_config=output_config,
                 num_spans=int(num_spans),
                 serving_model_dir=str(serving_model_dir) if serving_model_dir else None,
+                span_cache=str(span_cache) if span_cache else None,
                 schema=schema,
                 examples=channel.Channel(type=standard_artifacts.Examples),
                 statistics=channel.Channel(type=standard_artifacts.ExampleStatistics),

@@ -1,5 +1,7 @@
 """WindowIngest's executor: the latest K spans ingested, summarized and validated in one Beam pass; the
-clean ones merged into one Examples artifact, the others left out with their reasons.
+clean ones merged into one Examples artifact, the others left out with their reasons. With a
+``span_cache`` (the pipeline passes one), spans whose files an earlier run ingested are copied from it
+and only new or changed spans go through Beam; every span is validated against the schema each run.
 
 Outputs (one artifact each, as every runner, Vertex included, passes them):
 
@@ -39,6 +41,7 @@ from components.window_ingest.ingest import (
     slice_key,
     validate_span,
 )
+from components.window_ingest.span_cache import SpanCache, entry_key
 from components.window_ingest.window import (
     DATA_FINGERPRINT,
     TRAINED_AS,
@@ -102,11 +105,25 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         by_slice = {slice_key(s, split): directory for (s, split), directory in split_dirs.items()}
         for directory in [*by_slice.values(), *stats_dirs.values()]:
             tf.io.gfile.makedirs(directory)
-        if files:
-            log.info("Ingesting, summarizing and validating spans %s in one Beam pass", readable)
+        cache = SpanCache(exec_properties["span_cache"]) if exec_properties.get("span_cache") else None
+        keys = {f.span: entry_key(f.span, f.fingerprint, output_config.split_config) for f in files}
+        folders = {
+            s: {split: (split_dirs[(s, split)], stats_dirs[slice_key(s, split)]) for split in splits}
+            for s in readable
+        }
+        reused = [s for s in readable if cache is not None and cache.restore(keys[s], folders[s])]
+        new = [f for f in files if f.span not in reused]
+        if new:
+            log.info("Ingesting, summarizing and validating spans %s in one Beam pass", [f.span for f in new])
             with self._make_beam_pipeline() as pipeline:
-                ingest_and_summarize(pipeline, files, output_config.split_config, by_slice, stats_dirs)
+                ingest_and_summarize(pipeline, new, output_config.split_config, by_slice, stats_dirs)
             fill_empty_splits(by_slice, stats_dirs)
+        if cache is not None:
+            for f in new:
+                cache.store(keys[f.span], folders[f.span])
+            cache.keep_only(set(keys.values()))
+            ingested = [f.span for f in new]
+            log.info("Span cache: %d reused %s, %d ingested %s", len(reused), reused, len(ingested), ingested)
 
         schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict["schema"]))

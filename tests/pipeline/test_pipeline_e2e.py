@@ -156,6 +156,7 @@ def test_a_new_span_pushes_a_second_version(config, runs):
     log_text = Path(result.log_file).read_text()
     assert "Transform analyzer cache: 2 dataset(s) cached ['span-1-" in log_text, result.log_file
     assert "1 analyzed ['span-3-" in log_text
+    assert "Span cache: 2 reused [1, 2], 1 ingested [3]" in log_text  # WindowIngest, too, reads only span 3
 
 
 def test_a_window_a_version_was_trained_on_trains_nothing(config, runs):

@@ -62,7 +62,7 @@ def schema(tmp_path_factory):
     return _artifact(standard_artifacts.Schema, folder)
 
 
-def _run(input_base, schema, folder, num_spans=3):
+def _run(input_base, schema, folder, num_spans=3, span_cache=None):
     outputs = {
         "examples": [_artifact(standard_artifacts.Examples, folder / "examples")],
         "statistics": [_artifact(standard_artifacts.ExampleStatistics, folder / "statistics")],
@@ -73,6 +73,7 @@ def _run(input_base, schema, folder, num_spans=3):
         "input_config": proto_utils.proto_to_json(_INPUT_CONFIG),
         "output_config": proto_utils.proto_to_json(_OUTPUT_CONFIG),
         "num_spans": num_spans,
+        "span_cache": str(span_cache) if span_cache else None,
     }
     Executor(CONTEXT).Do({"schema": [schema]}, outputs, properties)
     return {key: artifacts[0] for key, artifacts in outputs.items()}
@@ -168,6 +169,53 @@ def test_the_fingerprint_follows_the_span_files(spans, window):
     assert window["examples"].get_string_custom_property(DATA_FINGERPRINT) == data_fingerprint(files)
     assert data_fingerprint(files) != data_fingerprint({**files, 4: files[4] + "changed"})
     assert data_fingerprint(files) == data_fingerprint(dict(reversed(files.items())))
+
+
+def _outputs(run):
+    """Everything a window's consumers read: records, statistics, anomalies and custom properties."""
+    examples = run["examples"]
+    return {
+        "records": {split: _records(examples, split) for split in SPLITS},
+        "statistics": {split: _statistics(run["statistics"], split) for split in SPLITS},
+        "anomalies": {split: _anomalies(run["anomalies"], split) for split in SPLITS},
+        "properties": {
+            key: examples.get_string_custom_property(key) for key in ("spans", "left_out", DATA_FINGERPRINT)
+        },
+        "blessed": dict(run["anomalies"].get_json_value_custom_property("blessed")),
+    }
+
+
+def test_a_retrain_ingests_only_new_spans_and_writes_what_a_full_ingest_writes(
+    spans, schema, window, tmp_path, caplog
+):
+    root = tmp_path / "data"
+    shutil.copytree(spans, root)
+    cache = tmp_path / "span-cache"
+    with caplog.at_level("INFO", logger="components.window_ingest.executor"):
+        first = _run(root, schema, tmp_path / "first", span_cache=cache)
+        assert "Span cache: 0 reused [], 3 ingested [2, 3, 4]" in caplog.text
+        again = _run(root, schema, tmp_path / "again", span_cache=cache)
+        assert "Span cache: 3 reused [2, 3, 4], 0 ingested []" in caplog.text
+    assert _outputs(first) == _outputs(again) == _outputs(window)  # span 3 (bad) is left out again
+
+    _write_spans(root, (5,))
+    with caplog.at_level("INFO", logger="components.window_ingest.executor"):
+        caplog.clear()
+        newer = _run(root, schema, tmp_path / "newer", span_cache=cache)
+        assert "Span cache: 2 reused [3, 4], 1 ingested [5]" in caplog.text
+    assert json.loads(newer["examples"].get_string_custom_property("spans")) == [4, 5]
+    assert sorted(p.name.split("-")[1] for p in cache.iterdir()) == ["3", "4", "5"]  # span 2 left the window
+    uncached = _run(root, schema, tmp_path / "uncached")
+    assert _outputs(newer) == _outputs(uncached)
+
+    # a rewritten span file is a new entry: ingested again, not read from the cache
+    shutil.rmtree(root / "span-4")
+    _write_spans(root, (4,), bad=(4,))
+    with caplog.at_level("INFO", logger="components.window_ingest.executor"):
+        caplog.clear()
+        rewritten = _run(root, schema, tmp_path / "rewritten", span_cache=cache)
+        assert "Span cache: 2 reused [3, 5], 1 ingested [4]" in caplog.text
+    assert json.loads(rewritten["examples"].get_string_custom_property("spans")) == [5]
 
 
 def test_a_bad_newest_span_closes_the_gate_and_an_empty_one_is_left_out_by_name(schema, tmp_path):
