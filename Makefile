@@ -14,9 +14,12 @@ install:
 run: install
 	@$(BIN)/tfx-canary demo $(DEMO_ARGS)
 
-# All tests. pytest exits 5 when it collects nothing: treat that as a failure, loudly.
+# All tests, on TEST_WORKERS processes (pytest-xdist), one test file at a time each, in collection
+# order (tests/conftest.py puts the end-to-end files first). TEST_WORKERS=0 runs them in this process.
+# pytest exits 5 when it collects nothing: treat that as a failure, loudly.
+TEST_WORKERS ?= 2
 test: install
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install

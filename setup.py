@@ -56,6 +56,7 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.6,<4",  # make test: two workers, a file each (see the Makefile)
             "ruff>=0.6",
             "scikit-learn>=1.5",  # the wine data of the bring-your-own-model test
             "flask>=3",  # the "traditional way" baseline in benchmarks/
