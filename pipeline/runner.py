@@ -148,6 +148,8 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
             )
             run_local(create_pipeline(config))
         except Exception as error:  # a component failed: say which and why, keep the details in the log
+            if interrupted(error):
+                raise KeyboardInterrupt from error  # Ctrl-C or SIGTERM, which Beam wraps in its own error
             failed = handler.runs[-1].name if handler.runs else "the pipeline"
             result.ok = False
             result.reason = f"{_running_component(log_file) or failed} failed: {error}"
@@ -203,6 +205,19 @@ def finish_pending_release(config: PipelineConfig, say: Progress) -> None:
         say(f"  version {version} failed to load, so it was unlisted again: {error}")
     except (ServerUnreachable, WaitTimedOut) as error:
         say(f"  not now ({error}); the version stays listed for the next run to finish")
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether ``error`` was caused by a KeyboardInterrupt: Beam re-raises one inside a transform as a
+    ``RuntimeError("KeyboardInterrupt [while running ...]")`` chained to it."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _running_component(log_file: Path) -> str | None:

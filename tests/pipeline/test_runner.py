@@ -1,11 +1,12 @@
-"""What `tfx-canary run` does before the pipeline: finish a release a killed run left half-done."""
+"""What `tfx-canary run` does before the pipeline (finish a release a killed run left half-done), and an
+interrupt inside a component stays an interrupt."""
 
 from __future__ import annotations
 
 from fixtures.models import write_fixture_model
 from fixtures.served_root import ServedRoot
 from pipeline.config import load_config
-from pipeline.runner import finish_pending_release
+from pipeline.runner import finish_pending_release, interrupted
 from release import audit, operations
 from release.metadata import open_store
 from tests.release.version_dirs import fake_version
@@ -38,3 +39,28 @@ def test_a_version_that_failed_to_load_is_unlisted_again(tmp_path):
         state = served.target().read().state
         assert state.versions == (1,) and state.stable == 1
         assert "failed to load, so it was unlisted again" in said[1]
+
+
+def test_an_interrupt_inside_a_beam_transform_is_still_an_interrupt():
+    """Beam turns a KeyboardInterrupt (Ctrl-C, or the demo's SIGTERM) raised while a transform runs into
+    its own RuntimeError; the run must stop as interrupted (exit 130), not report a failed component."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    def stop(_):
+        raise KeyboardInterrupt
+
+    options = PipelineOptions(["--runner=FnApiRunner", "--direct_running_mode=in_memory"])
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            _ = pipeline | beam.Create([1]) | beam.Map(stop)
+    except Exception as error:  # what run_pipeline catches
+        assert not isinstance(error, KeyboardInterrupt) and "KeyboardInterrupt" in str(error)
+        assert interrupted(error)
+    else:
+        raise AssertionError("the pipeline did not fail")
+    assert not interrupted(RuntimeError("a component failed"))
+    try:
+        raise ValueError("outer") from RuntimeError("inner")
+    except ValueError as error:
+        assert not interrupted(error)
