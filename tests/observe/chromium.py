@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -124,11 +127,13 @@ async def _load(port: int, url: str, width: int) -> Loaded:
 
 def load(path: Path, width: int = 1280, timeout_s: float = 60.0) -> Loaded:
     """Open ``path`` in a fresh headless Chromium (its own profile) and report what happened."""
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    try:
         process = subprocess.Popen(
             [binary(), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helpers (zygote, renderer, crashpad) in one group, stopped below
         )
         try:
             active = Path(profile) / "DevToolsActivePort"
@@ -141,3 +146,23 @@ def load(path: Path, width: int = 1280, timeout_s: float = 60.0) -> Loaded:
             return asyncio.run(asyncio.wait_for(_load(port, path.resolve().as_uri(), width), timeout_s))
         finally:
             stop(process, timeout_s=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # helpers that outlive the browser
+    finally:
+        _remove(profile)
+
+
+def _remove(profile: str, timeout_s: float = 10.0) -> None:
+    """Delete the profile; a helper still exiting can write into it a moment longer (measured under
+    load: "Directory not empty: 'Default'"), so try again until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            shutil.rmtree(profile)
+            return
+        except OSError:
+            if not os.path.exists(profile):
+                return
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
