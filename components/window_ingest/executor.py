@@ -113,8 +113,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         }
         reused = [s for s in readable if cache is not None and cache.restore(keys[s], folders[s])]
         new = [f for f in files if f.span not in reused]
+        ingested = [f.span for f in new]
         if new:
-            log.info("Ingesting, summarizing and validating spans %s in one Beam pass", [f.span for f in new])
+            log.info("Ingesting, summarizing and validating spans %s in one Beam pass", ingested)
             with self._make_beam_pipeline() as pipeline:
                 ingest_and_summarize(pipeline, new, output_config.split_config, by_slice, stats_dirs)
             fill_empty_splits(by_slice, stats_dirs)
@@ -122,7 +123,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             for f in new:
                 cache.store(keys[f.span], folders[f.span])
             cache.keep_only(set(keys.values()))
-            ingested = [f.span for f in new]
             log.info("Span cache: %d reused %s, %d ingested %s", len(reused), reused, len(ingested), ingested)
 
         schema = io_utils.SchemaReader().read(
