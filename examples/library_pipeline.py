@@ -140,6 +140,7 @@ def accuracy_gate(label_key: str, minimum: float) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
+                model_type=tfma.TF_GENERIC,  # signatures only: TFMA need not try loading it as Keras
                 signature_name="eval_examples",
                 prediction_key="prediction",
                 label_key=label_key,

@@ -45,9 +45,28 @@ def export_model(
     """
     settings = contract.ModelSettings.from_custom_config(custom_config)
     warm_start.save_weights(model, export_dir)  # before the signatures attach the transform layer
-    tf.saved_model.save(
-        model, export_dir, signatures=signatures(model, tf_transform_output, settings, raw_inputs)
-    )
+    save(model, export_dir, signatures(model, tf_transform_output, settings, raw_inputs))
+
+
+def save(model: tf.keras.Model, export_dir: str, functions: dict) -> None:
+    """Write a SavedModel holding ``functions`` (from ``signatures``) and what they capture, not the
+    Keras object.
+
+    Saving the Keras model itself also traces and stores every layer's own call functions (the
+    transform layer's too) so that Keras could rebuild the layers, which TF Serving, TFMA and the load
+    check never do: for the taxi model that took the save from about 5 s to 9.6 s and the load from
+    0.7 s to 3.0 s, for the same signatures and answers. Warm start reads the separate weights file.
+    """
+    root = tf.Module()
+    # The model's and its transform layer's weights, lookup tables and vocabulary files, found
+    # through their checkpoint dependencies, so a user's lookup layers are saved too.
+    root.captured = [
+        part for part in tf.train.TrackableView(model).descendants() if isinstance(part, _CAPTURED_KINDS)
+    ]
+    tf.saved_model.save(root, export_dir, signatures=functions)
+
+
+_CAPTURED_KINDS = (tf.Variable, tf.saved_model.experimental.TrackableResource, tf.saved_model.Asset)
 
 
 def signatures(
@@ -57,7 +76,7 @@ def signatures(
     raw_inputs: Sequence[str] | None = None,
 ) -> dict:
     """The concrete functions ``export_model`` saves (see the module docstring)."""
-    model.tft_layer = tf_transform_output.transform_features_layer()  # tracked, so saved with the model
+    model.tft_layer = tf_transform_output.transform_features_layer()  # ``save`` keeps it beside the weights
     raw_spec = tf_transform_output.raw_feature_spec()
     keys = list(raw_inputs) if raw_inputs is not None else [k for k in raw_spec if k != settings.label]
     unknown = sorted(set(keys) - set(raw_spec))

@@ -46,6 +46,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
+                # a SavedModel of signatures (``models.export``): said here, TFMA does not load each
+                # model once more to find out whether it is a Keras one
+                model_type=tfma.TF_GENERIC,
                 signature_name=contract.EVAL_EXAMPLES,
                 prediction_key=contract.PREDICTION_KEY,
                 label_key=config.label_key,

@@ -123,3 +123,32 @@ def test_settings_and_raw_inputs_are_checked(tmp_path, transform_output):
         export_model(
             _model(1, None), transform_output, custom_config, str(tmp_path / "b"), raw_inputs=["colour"]
         )
+
+
+def test_the_lookup_tables_and_vocabulary_files_of_a_users_model_are_saved(tmp_path, transform_output):
+    """The export keeps what the signatures capture (weights, tables, assets), not the Keras object:
+    a model with its own lookup layers still answers once its export has been moved elsewhere."""
+    vocabulary = tmp_path / "kinds.txt"
+    vocabulary.write_text("1\n2\n")
+    tf.keras.utils.set_random_seed(1)
+    inputs = {name: tf.keras.Input(shape=(), name=name) for name in ("size_xf", "weight_xf")}
+    as_text = tf.keras.layers.Lambda(lambda t: tf.strings.as_string(tf.cast(t, tf.int64)))(inputs["size_xf"])
+    in_memory = tf.keras.layers.StringLookup(vocabulary=["1", "2", "3"], output_mode="one_hot")(as_text)
+    from_file = tf.keras.layers.StringLookup(vocabulary=str(vocabulary), output_mode="one_hot")(as_text)
+    stacked = tf.keras.layers.concatenate(
+        [in_memory, from_file, tf.keras.layers.Reshape((1,))(inputs["weight_xf"])]
+    )
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(stacked))
+    custom_config = contract.ModelSettings("kind", "kind_xf", contract.REGRESSION).to_custom_config()
+    export_model(model, transform_output, custom_config, str(tmp_path / "export"))
+    vocabulary.unlink()  # the export has its own copy
+    (tmp_path / "export").rename(tmp_path / "moved")
+    loaded = tf.saved_model.load(str(tmp_path / "moved"))
+    examples = tf.constant([_example(1.5, 2.0), _example(3.5)])
+    exported = loaded.signatures["serving_default"](examples=examples)["outputs"].numpy()
+    transformed = transform_output.transform_features_layer()(
+        tf.io.parse_example(examples, transform_output.raw_feature_spec())
+    )
+    direct = model({name: transformed[name] for name in ("size_xf", "weight_xf")}).numpy().reshape(-1)
+    np.testing.assert_allclose(exported, direct, rtol=1e-5)
+    assert not (tmp_path / "moved" / "keras_metadata.pb").exists()  # no Keras layer functions stored

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import features
+from models import export, features
 from models.model import build_keras_model, export_signatures
 
 from .conftest import custom_config, raw_rows, taxi_spec, to_example
@@ -21,7 +21,7 @@ def _export(transform, model_name, path):
         features.transformed_name(k): transformed[features.transformed_name(k)] for k in spec.input_keys
     }
     model.fit(inputs, transformed[spec.label_key], epochs=1, batch_size=len(rows), verbose=0)
-    tf.saved_model.save(model, path, signatures=export_signatures(model, output, custom_config(model_name)))
+    export.save(model, path, export_signatures(model, output, custom_config(model_name)))
     return tf.saved_model.load(path), spec
 
 
