@@ -92,12 +92,16 @@ def signatures(
     examples = tf.TensorSpec([None], tf.string, name="examples")
 
     @tf.function(input_signature=[examples])
+    def predict_examples(serialized):  # traced once for the two signatures below
+        return predict_raw(tf.io.parse_example(serialized, serving_spec))
+
+    @tf.function(input_signature=[examples])
     def serving_default(serialized):
-        return _outputs(settings, predict_raw(tf.io.parse_example(serialized, serving_spec)))
+        return _outputs(settings, predict_examples(serialized))
 
     @tf.function(input_signature=[examples])
     def eval_examples(serialized):
-        return {contract.PREDICTION_KEY: predict_raw(tf.io.parse_example(serialized, serving_spec))}
+        return {contract.PREDICTION_KEY: predict_examples(serialized)}
 
     @tf.function(input_signature=[examples])
     def transform_features(serialized):
