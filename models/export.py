@@ -58,11 +58,14 @@ def save(model: tf.keras.Model, export_dir: str, functions: dict) -> None:
     0.7 s to 3.0 s, for the same signatures and answers. Warm start reads the separate weights file.
     """
     root = tf.Module()
-    # The model's and its transform layer's weights, lookup tables and vocabulary files, found
-    # through their checkpoint dependencies, so a user's lookup layers are saved too.
-    root.captured = [
-        part for part in tf.train.TrackableView(model).descendants() if isinstance(part, _CAPTURED_KINDS)
-    ]
+    # The weights (Keras 2 or Keras 3 variables), then every variable, lookup table and vocabulary
+    # file reachable from the model through checkpoint dependencies: a user's lookup layers and the
+    # transform layer's own.
+    captured = {id(v): v for v in model.variables}
+    for part in tf.train.TrackableView(model).descendants():
+        if isinstance(part, _CAPTURED_KINDS):
+            captured.setdefault(id(part), part)
+    root.captured = list(captured.values())
     tf.saved_model.save(root, export_dir, signatures=functions)
 
 

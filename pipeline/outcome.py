@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models import warm_start
+from pipeline import nodes
 from pipeline.config import PipelineConfig
 from release.metadata import open_store
 
@@ -99,7 +100,7 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
     if not os.path.exists(config.metadata_path):
         return
     outputs = _outputs_of_run(open_store(config.metadata_path), config, after)
-    ingest = outputs.get("WindowIngest", {})
+    ingest = outputs.get(nodes.WINDOW_INGEST, {})
     for examples in ingest.get("examples", []):
         newest = examples.get_int_custom_property("span")
         result.spans = [newest]
@@ -125,23 +126,23 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
             f"(spans {span_ranges(result.window)})"
         )
         return
-    transformed = outputs.get("Transform", {}).get("transformed_examples", [])
+    transformed = outputs.get(nodes.TRANSFORM, {}).get("transformed_examples", [])
     if not transformed:
         result.refused = True
         result.reason = "no validated span to train on (every span in the window has anomalies)"
         return
-    for model_run in outputs.get("Trainer", {}).get("model_run", []):
+    for model_run in outputs.get(nodes.TRAINER, {}).get("model_run", []):
         if _has_files(model_run.uri):
             result.tensorboard_dir = model_run.uri
         begun = warm_start.read_report(model_run.uri)
         result.training = begun.reason if begun else ""
-    evaluation = outputs.get("Evaluator", {}).get("evaluation", [])
-    blessing = outputs.get("Evaluator", {}).get("blessing", [])
+    evaluation = outputs.get(nodes.EVALUATOR, {}).get("evaluation", [])
+    blessing = outputs.get(nodes.EVALUATOR, {}).get("blessing", [])
     if evaluation:
         result.metrics, result.failed_checks = read_evaluation(evaluation[0].uri)
     if blessing:
         result.blessed = blessing[0].get_int_custom_property("blessed") == 1
-    pushed = outputs.get("Pusher", {}).get("pushed_model", [])
+    pushed = outputs.get(nodes.PUSHER, {}).get("pushed_model", [])
     if pushed and pushed[0].get_int_custom_property("pushed") == 1:
         result.pushed_version = int(pushed[0].get_string_custom_property("pushed_version"))
         result.pushed_destination = pushed[0].get_string_custom_property("pushed_destination")
@@ -152,7 +153,7 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
             result.failed_checks or ["see the Evaluator"]
         )
     elif pushed:
-        load_check = outputs.get("LoadCheck", {}).get("blessing", [])
+        load_check = outputs.get(nodes.LOAD_CHECK, {}).get("blessing", [])
         failed_load_check = bool(load_check) and load_check[0].get_int_custom_property("blessed") != 1
         result.refused = pushed[0].has_custom_property("duplicate_of") or failed_load_check
         result.reason = pushed[0].get_string_custom_property("push_reason") or "the Pusher did not push"

@@ -34,7 +34,7 @@ from components.window_ingest.component import WindowIngest
 from components.window_transform.component import WindowTransform
 from models import contract
 from models.warm_start import WARM_START_STEPS
-from pipeline import data
+from pipeline import data, nodes
 from pipeline.config import MetricGate, PipelineConfig
 
 ORCHESTRATORS = ("local", "kubeflow_v2")
@@ -112,7 +112,7 @@ def create_pipeline(
 
 def _ingest(config: PipelineConfig) -> tuple[Any, WindowIngest]:
     """The curated schema, and the training window validated against it."""
-    schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id("ImportSchemaGen")
+    schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id(nodes.IMPORT_SCHEMA)
     ingest = WindowIngest(
         input_base=config.paths.data_root,
         num_spans=config.span_window,
@@ -121,7 +121,7 @@ def _ingest(config: PipelineConfig) -> tuple[Any, WindowIngest]:
         output_config=_OUTPUT_CONFIG,
         serving_model_dir=config.serving_model_dir,
         span_cache=config.span_cache_dir,
-    ).with_id("WindowIngest")
+    ).with_id(nodes.WINDOW_INGEST)
     return schema, ingest
 
 
@@ -143,17 +143,17 @@ def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
         cache = tfx.dsl.Resolver(
             strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
             cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
-        ).with_id("LatestAnalyzerCache")
+        ).with_id(nodes.ANALYZER_CACHE)
         components.append(cache)
         transform = WindowTransform(analyzer_cache=cache.outputs["cache"], **transform_args)
     else:
         transform = tfx.components.Transform(**transform_args)
-    transform = transform.with_id("Transform")
+    transform = transform.with_id(nodes.TRANSFORM)
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("LatestBlessedModel")
+    ).with_id(nodes.BASELINE)
     trainer = tfx.components.Trainer(
         run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
@@ -164,13 +164,13 @@ def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         # the Trainer's own copy: Transform's stays the same when only the warm start steps change
         custom_config={**custom_config, WARM_START_STEPS: config.warm_start_steps},
-    ).with_id("Trainer")
+    ).with_id(nodes.TRAINER)
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
-    ).with_id("Evaluator")
+    ).with_id(nodes.EVALUATOR)
     return trainer, evaluator, [*components, transform, baseline, trainer, evaluator]
 
 
@@ -183,7 +183,7 @@ def _release(config: PipelineConfig, trainer, evaluator, window, orchestrator: s
         model_name=config.serving_model_name,
         latency_budget_ms=config.load_check_latency_ms,
         warmup_examples=config.warmup_examples,
-    ).with_id("LoadCheck")
+    ).with_id(nodes.LOAD_CHECK)
     pusher = SafePusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -191,7 +191,7 @@ def _release(config: PipelineConfig, trainer, evaluator, window, orchestrator: s
         training_examples=window,
         base_directory=config.serving_model_dir,
         pipeline_name=config.name,
-    ).with_id("Pusher")
+    ).with_id(nodes.PUSHER)
     serving_config = ServingConfigGen(
         pushed_model=pusher.outputs["pushed_model"],
         serving_root=config.paths.serving_root,
@@ -201,7 +201,7 @@ def _release(config: PipelineConfig, trainer, evaluator, window, orchestrator: s
         metadata_path=config.metadata_path if orchestrator == "local" else None,
         snapshot_root=config.paths.releases_dir if orchestrator == "local" else None,
         registry=json.dumps(dict(config.model_registry), sort_keys=True) if config.model_registry else None,
-    ).with_id("ServingConfigGen")
+    ).with_id(nodes.SERVING_CONFIG)
     return [load_check, pusher, serving_config]
 
 

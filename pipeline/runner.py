@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from components.load_check.early import early_server
-from pipeline import data
+from pipeline import data, nodes
 from pipeline.config import PipelineConfig
 from pipeline.outcome import ComponentRun, RunResult, last_execution_id, read_outcome
 from pipeline.preflight import check_config
@@ -139,7 +139,7 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
             # the load check's server starts with Transform: its start-up overlaps Transform and Trainer
             log_file,
             say,
-            on_running={"Transform": start_load_check_server},
+            on_running={nodes.TRANSFORM: start_load_check_server},
         ) as handler,
     ):
         try:

@@ -4,6 +4,10 @@ import os
 
 # Quiet TensorFlow's C++ start-up chatter; keep warnings and errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras 2 (tf_keras), as every pipeline run in production has it: tf.Transform asks for it on import,
+# which comes too late in a test process where another module touched tf.keras first (in-process
+# pipeline runs then trained Keras 3 models).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # gRPC fork support deadlocks Beam's worker processes (TFX 1.21 release notes).
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 

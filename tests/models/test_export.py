@@ -152,3 +152,25 @@ def test_the_lookup_tables_and_vocabulary_files_of_a_users_model_are_saved(tmp_p
     direct = model({name: transformed[name] for name in ("size_xf", "weight_xf")}).numpy().reshape(-1)
     np.testing.assert_allclose(exported, direct, rtol=1e-5)
     assert not (tmp_path / "moved" / "keras_metadata.pb").exists()  # no Keras layer functions stored
+
+
+def test_a_keras_3_model_exports_too(tmp_path, transform_output):
+    """``tf.keras`` is Keras 2 in a pipeline run (tf.Transform asks for it), but a user's run_fn may
+    build its model with Keras 3 (``import keras``): its variables are saved as well."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inputs = {name: keras.Input(shape=(), name=name) for name in ("size_xf", "weight_xf")}
+    stacked = keras.layers.Concatenate()([keras.layers.Reshape((1,))(t) for t in inputs.values()])
+    model = keras.Model(inputs, keras.layers.Dense(1)(stacked))
+    assert not isinstance(model, tf.keras.Model)  # really the other Keras
+    custom_config = contract.ModelSettings("kind", "kind_xf", contract.REGRESSION).to_custom_config()
+    export_model(model, transform_output, custom_config, str(tmp_path / "export"))
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    examples = tf.constant([_example(1.5, 2.0), _example(3.5)])
+    exported = loaded.signatures["serving_default"](examples=examples)["outputs"].numpy()
+    transformed = transform_output.transform_features_layer()(
+        tf.io.parse_example(examples, transform_output.raw_feature_spec())
+    )
+    direct = np.asarray(model({name: transformed[name] for name in ("size_xf", "weight_xf")})).reshape(-1)
+    np.testing.assert_allclose(exported, direct, rtol=1e-5)
