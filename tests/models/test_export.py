@@ -144,13 +144,7 @@ def test_the_lookup_tables_and_vocabulary_files_of_a_users_model_are_saved(tmp_p
     vocabulary.unlink()  # the export has its own copy
     (tmp_path / "export").rename(tmp_path / "moved")
     loaded = tf.saved_model.load(str(tmp_path / "moved"))
-    examples = tf.constant([_example(1.5, 2.0), _example(3.5)])
-    exported = loaded.signatures["serving_default"](examples=examples)["outputs"].numpy()
-    transformed = transform_output.transform_features_layer()(
-        tf.io.parse_example(examples, transform_output.raw_feature_spec())
-    )
-    direct = model({name: transformed[name] for name in ("size_xf", "weight_xf")}).numpy().reshape(-1)
-    np.testing.assert_allclose(exported, direct, rtol=1e-5)
+    _answers_like(loaded, model, transform_output)
     assert not (tmp_path / "moved" / "keras_metadata.pb").exists()  # no Keras layer functions stored
 
 
@@ -164,9 +158,11 @@ def test_a_keras_3_model_exports_too(tmp_path, transform_output):
     stacked = keras.layers.Concatenate()([keras.layers.Reshape((1,))(t) for t in inputs.values()])
     model = keras.Model(inputs, keras.layers.Dense(1)(stacked))
     assert not isinstance(model, tf.keras.Model)  # really the other Keras
-    custom_config = contract.ModelSettings("kind", "kind_xf", contract.REGRESSION).to_custom_config()
-    export_model(model, transform_output, custom_config, str(tmp_path / "export"))
-    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    _answers_like(_export(tmp_path, transform_output, model, contract.REGRESSION), model, transform_output)
+
+
+def _answers_like(loaded, model, transform_output) -> None:
+    """The exported regressor's ``serving_default`` answers as ``model`` does on the transformed rows."""
     examples = tf.constant([_example(1.5, 2.0), _example(3.5)])
     exported = loaded.signatures["serving_default"](examples=examples)["outputs"].numpy()
     transformed = transform_output.transform_features_layer()(

@@ -6,23 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import export, features
-from models.model import build_keras_model, export_signatures
+from fixtures.taxi import export_model
+from models import features
 
-from .conftest import custom_config, raw_rows, taxi_spec, to_example
+from .conftest import raw_rows, taxi_spec, to_example
 
 
 def _export(transform, model_name, path):
-    rows, output = transform
-    spec = taxi_spec(model_name)
-    model = build_keras_model(spec)
-    transformed = output.transform_features_layer()(tf.io.parse_example(rows, output.raw_feature_spec()))
-    inputs = {
-        features.transformed_name(k): transformed[features.transformed_name(k)] for k in spec.input_keys
-    }
-    model.fit(inputs, transformed[spec.label_key], epochs=1, batch_size=len(rows), verbose=0)
-    export.save(model, path, export_signatures(model, output, custom_config(model_name)))
-    return tf.saved_model.load(path), spec
+    export_model(transform, model_name, path)
+    return tf.saved_model.load(path), taxi_spec(model_name)
 
 
 def _named_tensors(rows, spec):
