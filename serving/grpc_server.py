@@ -90,7 +90,8 @@ class AioGrpcServer:
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(timeout=5)
-        self._pool.shutdown(wait=False)
+        # calls still queued after the drain were cancelled with their RPCs: they are not run
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _close(self, grace_seconds: float) -> None:
         if self._health is not None:

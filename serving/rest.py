@@ -387,4 +387,11 @@ class RestServer:
         with self._idle:
             while self._in_flight and time.monotonic() < deadline:
                 self._idle.wait(deadline - time.monotonic())
+            log_dropped(self._in_flight, grace_seconds)
         self._httpd.server_close()
+
+
+def log_dropped(count: int, grace_seconds: float) -> None:
+    """Say how many REST requests a stop cut off: ``--drain_seconds`` is the longest a stop waits."""
+    if count:
+        log.warning("REST: dropped %d request(s) still waiting after the %g s drain", count, grace_seconds)

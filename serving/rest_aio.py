@@ -27,7 +27,7 @@ import numpy as np
 from aiohttp import web
 
 from serving.batching import BatchScheduler, LoopWaiter
-from serving.rest import Inference, Response, RestApi, RestCall, body_length, decode_body
+from serving.rest import Inference, Response, RestApi, RestCall, body_length, decode_body, log_dropped
 
 # Bodies up to this size are parsed on the loop thread when batching is on (well under a millisecond);
 # bigger ones go to the pool, so one large request cannot stall every connection.
@@ -61,7 +61,9 @@ class AioRestServer:
         self._idle.set()
         # auto_decompress off: gzip is inflated by decode_body, which enforces the size limit.
         server = web.Server(self._handle, auto_decompress=False, keepalive_timeout=120, access_log=None)
-        self._runner = web.ServerRunner(server, handle_signals=False)
+        # _close has waited the drain already: then aiohttp cancels what is left at once (its default
+        # waits 60 s more for handlers, whose inferences may be a backlog)
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         self._site = web.SockSite(self._runner, self._socket)
         await self._site.start()
@@ -137,12 +139,13 @@ class AioRestServer:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown(wait=False, cancel_futures=True)  # queued inferences are not run
 
     async def _close(self, grace_seconds: float) -> None:
         if self._site is not None:
             await self._site.stop()  # no new connections
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace_seconds)
+        log_dropped(self._in_flight, grace_seconds)
         if self._runner is not None:
             await self._runner.cleanup()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +29,25 @@ Call = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # Decorations eager execution adds around a kernel's message; a session reports the bare message.
 _EAGER_PREFIX = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
 _EAGER_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](?: name: \S*)?\s*$")
+
+
+class _Running:
+    """How many signature calls are inside TensorFlow now, in this process (what a stop cannot cut)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.count += 1
+
+    def __exit__(self, *_exc) -> None:
+        with self._lock:
+            self.count -= 1
+
+
+RUNNING = _Running()
 
 
 class TensorSpec:
@@ -82,10 +102,11 @@ class Signature:
         import tensorflow as tf
 
         try:
-            if self._session_call is not None:
-                return self._session_call(inputs)
-            results = self.function(**{alias: tf.constant(value) for alias, value in inputs.items()})
-            return {alias: tensor.numpy() for alias, tensor in results.items()}
+            with RUNNING:
+                if self._session_call is not None:
+                    return self._session_call(inputs)
+                results = self.function(**{alias: tf.constant(value) for alias, value in inputs.items()})
+                return {alias: tensor.numpy() for alias, tensor in results.items()}
         except tf.errors.OpError as error:
             raise tensorflow_error(error) from error
         except (TypeError, ValueError) as error:

@@ -122,3 +122,55 @@ def test_serve_subprocess_answers_then_drains_on_sigterm(tmp_path, contract_root
             process.kill()
             process.wait()
     assert json.dumps(answers[0][2])
+
+
+@pytest.mark.e2e
+def test_requests_still_queued_after_the_drain_do_not_keep_the_server_up(tmp_path):
+    """--drain_seconds is the longest wait: a backlog of slow inferences is dropped after it, not
+    served to the end (in Kubernetes, the kubelet's SIGKILL would come first)."""
+    from fixtures.contract import write_model_config
+    from tests.rollout.bad_models import write_slow_model
+
+    write_slow_model(tmp_path / "slow", 1, delay_ms=2000)
+    config = write_model_config(tmp_path / "models.config", {"slow": {"base_path": tmp_path / "slow"}})
+    process = _serve(
+        f"--model_config_file={config}", f"--port={AUTO_PORT}", f"--rest_api_port={AUTO_PORT}",
+        "--drain_seconds=1",
+    )  # fmt: skip
+    try:
+        rest_port = None
+        while rest_port is None:
+            line = process.stdout.readline()
+            assert line, f"server exited early: {process.stderr.read()}"
+            match = re.search(r"Exporting HTTP/REST API at:127\.0\.0\.1:(\d+)", line)
+            rest_port = int(match.group(1)) if match else None
+        answers: list = []
+
+        def call() -> None:
+            try:
+                answers.append(
+                    http_request(rest_port, "POST", "/v1/models/slow:predict", {"instances": [1.0]})[0]
+                )
+            except OSError as error:  # the server closed the connection of a dropped request
+                answers.append(type(error).__name__)
+
+        call()  # the model answers, in 2 s
+        assert answers == [200], answers
+        clients = [threading.Thread(target=call, daemon=True) for _ in range(24)]  # a backlog
+        for client in clients:
+            client.start()
+        time.sleep(1.0)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        exited_after = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # the drain (1 s) and the server's own stop, not the backlog (24 calls of 2 s on 2 cores)
+    assert exited_after < 5, f"exited {exited_after:.1f} s after SIGTERM"
+    assert "RemoteDisconnected" in answers, answers  # dropped, not left hanging
+    stderr = process.stderr.read()
+    assert re.search(r"REST: dropped \d+ request\(s\) still waiting after the 1 s drain", stderr), stderr
+    assert re.search(r"\d+ model call\(s\) still running after the 1 s drain are cut off", stderr), stderr
