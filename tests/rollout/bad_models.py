@@ -36,7 +36,9 @@ def write_failing_model(base_path: str | os.PathLike, version: int) -> Path:
 
 def write_slow_model(base_path: str | os.PathLike, version: int, delay_ms: int = 80) -> Path:
     """Answers like the stable fixture (0.5x + 2) but waits ``delay_ms`` first, without using CPU
-    (a sleeping tf.data op), so it is slow on its own and does not slow its neighbours."""
+    (a sleeping tf.data op). The wait holds one of TensorFlow's inter-op threads (one per core by
+    default), so calls beyond that many at once queue: 24 concurrent 2 s calls on 2 cores took 4 s
+    for the first answer (``tests/serving/test_cli.py`` relies on that backlog)."""
     import tensorflow as tf
     from tensorflow.python.data.experimental.ops import testing
 
