@@ -151,8 +151,8 @@ def test_requests_still_queued_after_the_drain_do_not_keep_the_server_up(tmp_pat
                 answers.append(
                     http_request(rest_port, "POST", "/v1/models/slow:predict", {"instances": [1.0]})[0]
                 )
-            except OSError as error:  # the server closed the connection of a dropped request
-                answers.append(type(error).__name__)
+            except OSError:  # the server closed the connection of a dropped request
+                answers.append("dropped")
 
         call()  # the model answers, in 2 s
         assert answers == [200], answers
@@ -170,7 +170,7 @@ def test_requests_still_queued_after_the_drain_do_not_keep_the_server_up(tmp_pat
             process.wait()
     # the drain (1 s) and the server's own stop, not the backlog (24 calls of 2 s on 2 cores)
     assert exited_after < 5, f"exited {exited_after:.1f} s after SIGTERM"
-    assert "RemoteDisconnected" in answers, answers  # dropped, not left hanging
+    assert "dropped" in answers, answers  # closed, not left hanging
     stderr = process.stderr.read()
     assert re.search(r"REST: dropped \d+ request\(s\) still waiting after the 1 s drain", stderr), stderr
     assert re.search(r"\d+ model call\(s\) still running after the 1 s drain are cut off", stderr), stderr
