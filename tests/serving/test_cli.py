@@ -126,9 +126,13 @@ def test_serve_subprocess_answers_then_drains_on_sigterm(tmp_path, contract_root
 
 @pytest.mark.e2e
 def test_requests_still_queued_after_the_drain_do_not_keep_the_server_up(tmp_path):
-    """--drain_seconds is the longest wait: a backlog of slow inferences is dropped after it, not
-    served to the end (in Kubernetes, the kubelet's SIGKILL would come first)."""
+    """--drain_seconds is the longest wait: a backlog of slow inferences, over REST and gRPC, is
+    dropped after it, not served to the end (in Kubernetes, the kubelet's SIGKILL would come first)."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
     from fixtures.contract import write_model_config
+    from fixtures.models import predict_requests
     from tests.rollout.bad_models import write_slow_model
 
     write_slow_model(tmp_path / "slow", 1, delay_ms=2000)
@@ -138,25 +142,39 @@ def test_requests_still_queued_after_the_drain_do_not_keep_the_server_up(tmp_pat
         "--drain_seconds=1",
     )  # fmt: skip
     try:
-        rest_port = None
-        while rest_port is None:
+        ports: dict[str, int] = {}
+        while "rest" not in ports:
             line = process.stdout.readline()
             assert line, f"server exited early: {process.stderr.read()}"
-            match = re.search(r"Exporting HTTP/REST API at:127\.0\.0\.1:(\d+)", line)
-            rest_port = int(match.group(1)) if match else None
+            for name, pattern in (
+                ("grpc", r"gRPC ModelServer at 127\.0\.0\.1:(\d+)"),
+                ("rest", r"REST API at:127\.0\.0\.1:(\d+)"),
+            ):
+                if match := re.search(pattern, line):
+                    ports[name] = int(match.group(1))
+        channel = grpc.insecure_channel(f"127.0.0.1:{ports['grpc']}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest.FromString(predict_requests("slow", [1.0])[0])
         answers: list = []
 
-        def call() -> None:
+        def call_rest() -> None:
             try:
                 answers.append(
-                    http_request(rest_port, "POST", "/v1/models/slow:predict", {"instances": [1.0]})[0]
+                    http_request(ports["rest"], "POST", "/v1/models/slow:predict", {"instances": [1.0]})[0]
                 )
             except OSError:  # the server closed the connection of a dropped request
-                answers.append("dropped")
+                answers.append("rest dropped")
 
-        call()  # the model answers, in 2 s
+        def call_grpc() -> None:
+            try:
+                stub.Predict(request, 30)
+                answers.append("grpc ok")
+            except grpc.RpcError as error:
+                answers.append(f"grpc {error.code().name}")
+
+        call_rest()  # the model answers, in 2 s
         assert answers == [200], answers
-        clients = [threading.Thread(target=call, daemon=True) for _ in range(24)]  # a backlog
+        clients = [threading.Thread(target=f, daemon=True) for f in [call_rest, call_grpc] * 12]  # a backlog
         for client in clients:
             client.start()
         time.sleep(1.0)
@@ -164,13 +182,17 @@ def test_requests_still_queued_after_the_drain_do_not_keep_the_server_up(tmp_pat
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         exited_after = time.monotonic() - signalled
+        for client in clients:
+            client.join(timeout=10)
+        channel.close()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
     # the drain (1 s) and the server's own stop, not the backlog (24 calls of 2 s on 2 cores)
     assert exited_after < 5, f"exited {exited_after:.1f} s after SIGTERM"
-    assert "dropped" in answers, answers  # closed, not left hanging
+    assert "rest dropped" in answers, answers  # closed, not left hanging
+    assert any(a.startswith("grpc ") and a != "grpc ok" for a in answers[1:]), answers
     stderr = process.stderr.read()
     assert re.search(r"REST: dropped \d+ request\(s\) still waiting after the 1 s drain", stderr), stderr
     assert re.search(r"\d+ model call\(s\) still running after the 1 s drain are cut off", stderr), stderr
