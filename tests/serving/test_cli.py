@@ -70,6 +70,27 @@ def _serve(*flags: str) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+# TF Serving's start-up lines, gRPC first; the REST one comes last.
+_PORT_LINES = (
+    ("grpc", r"Running gRPC ModelServer at 127\.0\.0\.1:(\d+)"),
+    ("rest", r"REST API at:127\.0\.0\.1:(\d+)"),
+)
+
+
+def _ports(process: subprocess.Popen, timeout_s: float = 120) -> dict[str, int]:
+    """The ports a ``serve`` process printed ({"grpc": ..., "rest": ...}), read from its stdout."""
+    ports: dict[str, int] = {}
+    deadline = time.monotonic() + timeout_s
+    while "rest" not in ports:
+        assert time.monotonic() < deadline, f"no REST start-up line in {timeout_s} s"
+        line = process.stdout.readline()
+        assert line, f"server exited early: {process.stderr.read()}"
+        for name, pattern in _PORT_LINES:
+            if match := re.search(pattern, line):
+                ports[name] = int(match.group(1))
+    return ports
+
+
 def test_bad_model_config_fails_start_with_tf_serving_message(tmp_path):
     bad = tmp_path / "models.config"
     bad.write_text("improperly formatted file")
@@ -92,14 +113,7 @@ def test_serve_subprocess_answers_then_drains_on_sigterm(tmp_path, contract_root
         f"--batching_parameters_file={batching}",
     )
     try:
-        rest_port = None
-        deadline = time.monotonic() + 120
-        while rest_port is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, f"server exited early: {process.stderr.read()}"
-            match = re.search(r"Exporting HTTP/REST API at:127\.0\.0\.1:(\d+)", line)
-            rest_port = int(match.group(1)) if match else None
-        assert rest_port
+        rest_port = _ports(process)["rest"]
         # This request waits ~1.5 s in an open batch; SIGTERM arrives meanwhile and must not cut it off.
         answers: list = []
         client = threading.Thread(
@@ -142,16 +156,7 @@ def test_requests_still_queued_after_the_drain_do_not_keep_the_server_up(tmp_pat
         "--drain_seconds=1",
     )  # fmt: skip
     try:
-        ports: dict[str, int] = {}
-        while "rest" not in ports:
-            line = process.stdout.readline()
-            assert line, f"server exited early: {process.stderr.read()}"
-            for name, pattern in (
-                ("grpc", r"gRPC ModelServer at 127\.0\.0\.1:(\d+)"),
-                ("rest", r"REST API at:127\.0\.0\.1:(\d+)"),
-            ):
-                if match := re.search(pattern, line):
-                    ports[name] = int(match.group(1))
+        ports = _ports(process)
         channel = grpc.insecure_channel(f"127.0.0.1:{ports['grpc']}")
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = predict_pb2.PredictRequest.FromString(predict_requests("slow", [1.0])[0])
