@@ -161,6 +161,24 @@ def test_a_keras_3_model_exports_too(tmp_path, transform_output):
     _answers_like(_export(tmp_path, transform_output, model, contract.REGRESSION), model, transform_output)
 
 
+class _ShiftIfPositive(tf.keras.layers.Layer):
+    """A user's layer with Python control flow on a tensor: only AutoGraph can trace it."""
+
+    def call(self, x):
+        if tf.reduce_max(x) > 0.0:
+            return x - tf.reduce_max(x)
+        return x
+
+
+def test_a_users_layer_that_needs_autograph_exports_and_answers_like_the_model(tmp_path, transform_output):
+    """The export runs tf.Transform's layer without AutoGraph (faster); the model's own code keeps it."""
+    tf.keras.utils.set_random_seed(1)
+    inputs = {name: tf.keras.Input(shape=(), name=name) for name in ("size_xf", "weight_xf")}
+    stacked = tf.keras.layers.concatenate([tf.keras.layers.Reshape((1,))(t) for t in inputs.values()])
+    model = tf.keras.Model(inputs, _ShiftIfPositive()(tf.keras.layers.Dense(1)(stacked)))
+    _answers_like(_export(tmp_path, transform_output, model, contract.REGRESSION), model, transform_output)
+
+
 def _answers_like(loaded, model, transform_output) -> None:
     """The exported regressor's ``serving_default`` answers as ``model`` does on the transformed rows."""
     examples = tf.constant([_example(1.5, 2.0), _example(3.5)])
