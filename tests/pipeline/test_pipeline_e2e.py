@@ -1,40 +1,71 @@
-"""The pipeline end to end on small spans: push, second version, nothing new, data gate, model gate.
+"""The pipeline end to end on small spans, and the canary loop it feeds: push (straight to `stable`),
+a second version (`canary`) pushed under client load, the controller promotes it and an operator
+rolls it back; then nothing new, the data gate, the model gate and the load check.
 
-One project home is shared by the runs, in order, like a real deployment receiving data over time.
-Everything is real: TFX LocalDagRunner, Beam FnApiRunner, MLMD SQLite, TF SavedModels on disk.
+One project home and one model server are shared by the runs, in order, like a real deployment
+receiving data over time; clients call through the router from before the second run to the
+rollback, and none may fail. Everything is real: TFX LocalDagRunner, Beam FnApiRunner, MLMD SQLite,
+TF SavedModels on disk, the embedded model server polling the emitted models.config on loopback, the
+router, the controller reading the router's Prometheus metrics.
 """
 
 import csv
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from ml_metadata.proto import metadata_store_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from fixtures.taxi import taxi_spec, to_example
+from fixtures.served_root import ServedRoot
+from fixtures.taxi import serving_raw_bodies, taxi_spec, to_example
 from models import features
 from pipeline import data
 from pipeline.config import load_config
 from pipeline.outcome import summary
 from pipeline.runner import run_pipeline
+from release import audit, config_store
 from release.metadata import open_store
-from release.serving_dir import list_versions
+from release.server_client import ServerClient
+from release.serving_dir import METRICS_PATH, list_versions
+from rollout.analysis import Criteria
+from rollout.controller import RolloutController, parse_plan
+from rollout.load import SteadyLoad
+from rollout.router import Router
 from tests.pipeline.nodes import ANALYZER_CACHE_NODES
 from tfx_canary import cli
 
 pytestmark = pytest.mark.e2e
 
+MODEL = "taxi_tips"
 ROWS_PER_SPAN = 250
+# Everything shares two busy cores here: judge latency with a wide margin (the rollout tests plant a
+# slow canary to check that criterion); errors and prediction divergence keep their defaults.
+CRITERIA = Criteria(min_requests=20, p99_slack_s=0.15)
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
+def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     data.init_spans(home / "data" / "taxi", spans=2, rows_per_span=ROWS_PER_SPAN)
+    return home
+
+
+@pytest.fixture(scope="module")
+def served(home):
+    """The model server on the home's models.config, polled every second, for the whole module."""
+    with ServedRoot(home / "serving", model=MODEL, poll_seconds=1) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def config(home, served):
     return load_config(
         home=home,
         span_window=3,
@@ -47,6 +78,7 @@ def config(tmp_path_factory):
             {"name": "BinaryAccuracy", "min": 0.6},
             {"name": "ExampleCount"},
         ],
+        server_address=served.address,
     )
 
 
@@ -54,6 +86,36 @@ def config(tmp_path_factory):
 def runs(config):
     """Results of each run, filled as the ordered tests below go."""
     return {}
+
+
+@pytest.fixture(scope="module")
+def clients(config, served):
+    """Clients calling through the router from before the second run to the rollback, which stops them."""
+    bodies = serving_raw_bodies(config.paths.data_root, MODEL)
+    assert len(bodies) > 100
+    with (
+        Router(served.address, served.root, refresh_s=0.05) as router,
+        SteadyLoad(router.port, MODEL, threads=2, rate=15, max_seconds=900, bodies=bodies) as load,
+    ):
+        yield router, load
+
+
+def _labels_on_server(client: ServerClient) -> dict[str, int | None]:
+    return {label: client.label_version(MODEL, label) for label in ("stable", "canary")}
+
+
+def _pushed_model_of(store, serving_config) -> metadata_store_pb2.Artifact:
+    """The PushedModel that the ServingConfigGen execution which wrote ``serving_config`` read."""
+    events = store.get_events_by_artifact_ids([serving_config.id])
+    [producer] = [e.execution_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+    inputs = [
+        e.artifact_id
+        for e in store.get_events_by_execution_ids([producer])
+        if e.type == metadata_store_pb2.Event.INPUT
+    ]
+    pushed_type = store.get_artifact_type("PushedModel")
+    [pushed] = [a for a in store.get_artifacts_by_id(inputs) if a.type_id == pushed_type.id]
+    return pushed
 
 
 def _store(config):
@@ -86,7 +148,7 @@ def _eval_rows(count=4):
     return typed
 
 
-def test_first_run_pushes_a_blessed_version(config, runs):
+def test_first_run_pushes_a_blessed_version(home, served, config, runs):
     result = run_pipeline(config)
     runs["first"] = result
     assert result.ok, result.reason
@@ -100,6 +162,18 @@ def test_first_run_pushes_a_blessed_version(config, runs):
     assert _executed_nodes(config) == ANALYZER_CACHE_NODES
     assert list_versions(config.serving_model_dir) == [result.pushed_version]
     assert not [n for n in os.listdir(config.serving_model_dir) if n.startswith(".")]  # no staging left
+    # the first blessed version goes straight to `stable`, through ServingConfigGen
+    v1 = result.pushed_version
+    state = served.target().read().state
+    assert state.versions == (v1,) and state.label_map == {"stable": v1, "canary": v1}
+    emitted = config_store.parse_config((home / "serving" / "models.config").read_text(), "models.config")
+    [entry] = emitted.model_config_list.config
+    assert entry.name == MODEL and entry.base_path == str(config.serving_model_dir)
+    assert list(entry.model_version_policy.specific.versions) == [v1]
+    assert dict(entry.version_labels) == {"stable": v1, "canary": v1}
+    client = ServerClient(served.address)
+    assert client.version_status(MODEL)[v1]["state"] == "AVAILABLE"
+    assert _labels_on_server(client) == {"stable": v1, "canary": v1}
 
 
 def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
@@ -141,7 +215,8 @@ def test_pushed_model_loads_and_predicts_like_the_trainer_model(config, runs):
     assert replayed["scores"].shape == (1, 2)
 
 
-def test_a_new_span_pushes_a_second_version(config, runs):
+def test_a_new_span_pushes_a_second_version_labelled_canary_under_client_load(served, config, runs, clients):
+    _, load = clients
     assert data.add_span(config.paths.data_root, rows_per_span=ROWS_PER_SPAN) == 3
     result = run_pipeline(config)
     runs["second"] = result
@@ -157,10 +232,100 @@ def test_a_new_span_pushes_a_second_version(config, runs):
     assert "Transform analyzer cache: 2 dataset(s) cached ['span-1-" in log_text, result.log_file
     assert "1 analyzed ['span-3-" in log_text
     assert "Span cache: 2 reused [1, 2], 1 ingested [3]" in log_text  # WindowIngest, too, reads only span 3
+    # v2 is loaded next to v1 and labelled `canary`; the clients saw the push
+    v1, v2 = runs["first"].pushed_version, result.pushed_version
+    state = served.target().read().state
+    assert state.versions == (v1, v2) and state.label_map == {"stable": v1, "canary": v2}
+    client = ServerClient(served.address)
+    assert {v: s["state"] for v, s in client.version_status(MODEL).items()} == {
+        v1: "AVAILABLE",
+        v2: "AVAILABLE",
+    }
+    assert _labels_on_server(client) == {"stable": v1, "canary": v2}
+    assert load.total > 0 and load.failures == [], load.failures[:5]
+
+
+def test_the_controller_promotes_the_canary_and_an_operator_rolls_it_back(
+    home, served, config, runs, clients, capsys
+):
+    router, load = clients
+    v1, v2 = runs["first"].pushed_version, runs["second"].pushed_version
+    # the clients have called since before v2 was pushed; none reached the canary yet
+    assert load.total > 0 and load.labels["canary"] == 0
+    store = open_store(str(config.metadata_path))
+    target = served.target(audit=audit.Audit(store, str(home / "releases"), actor="controller"))
+    client = ServerClient(served.address)
+    # The controller moves traffic step by step and promotes v2.
+    controller = RolloutController(
+        target,
+        f"http://127.0.0.1:{router.port}{METRICS_PATH}",
+        parse_plan("shadow=2s,50%=2s,100%=2s"),
+        CRITERIA,
+        max_extensions=3,
+        retain_seconds=600,
+    )
+    outcome = controller.run()
+    assert outcome.verdict == "promoted", outcome.steps
+    assert target.read().state.label_map == {"stable": v2, "canary": v2, "previous": v1}
+    assert _labels_on_server(client) == {"stable": v2, "canary": v2}
+
+    # An operator rolls back by hand: `stable` flips to v1 (still loaded), v2 unloads.
+    rollback = ["rollback", "--home", str(home), "--model", MODEL, "--server", served.address]
+    reason = "manual rollback: support tickets after the release"
+    assert cli.main([*rollback, "--actor", "oncall", "--reason", reason]) == 0
+    time.sleep(1.0)  # clients keep calling after the flip
+    load.stop()
+    assert load.failures == [], load.failures[:5]
+    assert load.statuses[200] == load.total > 200
+    assert load.labels["canary"] > 0 and load.labels["stable"] > 0
+    state = target.read().state
+    assert state.label_map == {"stable": v1, "canary": v1} and state.versions == (v1,)
+    assert _labels_on_server(client) == {"stable": v1, "canary": v1}
+
+    # Every transition is in the history with who did it and why.
+    capsys.readouterr()
+    assert cli.main(["history", "--home", str(home), "--model", MODEL, "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [(e["kind"], e["actor"]) for e in entries] == [
+        ("phase1", "pipeline"),
+        ("first-stable", "pipeline"),
+        ("phase1", "pipeline"),
+        ("canary-start", "pipeline"),
+        ("traffic", "controller"),
+        ("traffic", "controller"),
+        ("traffic", "controller"),
+        ("promote", "controller"),
+        ("rollback", "oncall"),
+        ("unload", "oncall"),
+    ]
+    assert all(e["reason"] for e in entries)
+    by_kind = {e["kind"]: e for e in entries}
+    assert by_kind["first-stable"]["stable"] == v1 and by_kind["canary-start"]["canary"] == v2
+    assert by_kind["promote"]["reason"] == "all 3 steps passed"
+    assert by_kind["promote"]["analysis"]["verdict"] == "pass"
+    assert by_kind["rollback"]["reason"] == reason and by_kind["rollback"]["stable"] == v1
+    assert cli.main(["history", "--home", str(home), "--model", MODEL]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == len(entries)
+    for line, entry in zip(printed, entries, strict=True):
+        assert entry["kind"] in line and entry["actor"] in line and line.endswith(f"- {entry['reason']}")
+
+    # ML Metadata: each ServingConfig the pipeline wrote is an output of the ServingConfigGen
+    # execution whose input is the PushedModel it serves.
+    pipeline_configs = [
+        a for a in audit.serving_configs(store, MODEL) if audit.get_custom(a)["actor"] == "pipeline"
+    ]
+    assert len(pipeline_configs) == 4
+    for artifact, version in zip(pipeline_configs, (v1, v1, v2, v2), strict=True):
+        pushed = _pushed_model_of(store, artifact)
+        assert audit.get_custom(artifact)["pushed_model_id"] == pushed.id
+        assert pushed.custom_properties["pushed_version"].string_value == str(version)
+        assert version in json.loads(audit.get_custom(artifact)["versions"])
 
 
 def test_a_window_a_version_was_trained_on_trains_nothing(config, runs):
-    # more steps: another model, but on exactly the window version 2 was trained on: nothing new
+    # more steps: another model, but on exactly the window version 2 was trained on: nothing new (that
+    # version was rolled back above, and the same data would make the same model again)
     result = run_pipeline(config.replace(train_steps=config.train_steps + 20))
     assert result.ok and not result.refused and result.pushed_version is None, result.reason
     assert result.reason == (

@@ -1,6 +1,6 @@
 """``tfx-canary demo``'s own parts: load bodies from span rows, the model server subprocess, bad flags,
 and that stopping the demo never leaves a model server behind. The loop itself is
-``tests/test_release_e2e.py``."""
+``tests/pipeline/test_pipeline_e2e.py``."""
 
 import os
 import signal
