@@ -33,7 +33,7 @@ from pipeline.runner import run_pipeline
 from release import audit, config_store
 from release.metadata import open_store
 from release.server_client import ServerClient
-from release.serving_dir import METRICS_PATH, list_versions
+from release.serving_dir import CONFIG_NAME, METRICS_PATH, list_versions
 from rollout.analysis import Criteria
 from rollout.controller import RolloutController, parse_plan
 from rollout.load import SteadyLoad
@@ -148,7 +148,7 @@ def _eval_rows(count=4):
     return typed
 
 
-def test_first_run_pushes_a_blessed_version(home, served, config, runs):
+def test_first_run_pushes_a_blessed_version(served, config, runs):
     result = run_pipeline(config)
     runs["first"] = result
     assert result.ok, result.reason
@@ -166,7 +166,7 @@ def test_first_run_pushes_a_blessed_version(home, served, config, runs):
     v1 = result.pushed_version
     state = served.target().read().state
     assert state.versions == (v1,) and state.label_map == {"stable": v1, "canary": v1}
-    emitted = config_store.parse_config((home / "serving" / "models.config").read_text(), "models.config")
+    emitted = config_store.parse_config((Path(served.root) / CONFIG_NAME).read_text(), CONFIG_NAME)
     [entry] = emitted.model_config_list.config
     assert entry.name == MODEL and entry.base_path == str(config.serving_model_dir)
     assert list(entry.model_version_policy.specific.versions) == [v1]
@@ -252,7 +252,7 @@ def test_the_controller_promotes_the_canary_and_an_operator_rolls_it_back(
     v1, v2 = runs["first"].pushed_version, runs["second"].pushed_version
     # the clients have called since before v2 was pushed; none reached the canary yet
     assert load.total > 0 and load.labels["canary"] == 0
-    store = open_store(str(config.metadata_path))
+    store = _store(config)
     target = served.target(audit=audit.Audit(store, str(home / "releases"), actor="controller"))
     client = ServerClient(served.address)
     # The controller moves traffic step by step and promotes v2.
