@@ -37,7 +37,8 @@ def export_model(
     raw_inputs: Sequence[str] | None = None,
 ) -> None:
     """Save ``model`` to ``export_dir`` (the Trainer's ``serving_model_dir``) with every signature, and
-    its Keras weights beside it for the next run's warm start (``models.warm_start``).
+    its Keras weights and transform graph beside it for the next run's warm start
+    (``models.warm_start``).
 
     ``custom_config`` is the one the Trainer received (``fn_args.custom_config``): it carries the task,
     label and classes. ``raw_inputs`` are the raw columns the serving signatures take; by default every
@@ -45,6 +46,7 @@ def export_model(
     """
     settings = contract.ModelSettings.from_custom_config(custom_config)
     warm_start.save_weights(model, export_dir)  # before the signatures attach the transform layer
+    warm_start.save_transform(tf_transform_output, export_dir)
     save(model, export_dir, signatures(model, tf_transform_output, settings, raw_inputs))
 
 

@@ -88,6 +88,10 @@ class PipelineConfig:
     span_window: int = 8  # train on the latest K spans
     train_steps: int = 500  # a first run, or a retrain whose base weights do not fit
     warm_start_steps: int = 150  # a retrain from the latest blessed model's weights; 0: always from scratch
+    # A warm retrain reuses the blessed model's analysis (vocabularies, scales) for up to this many
+    # retrains in a row, then re-analyzes the window and trains from scratch; 0: analyze every run
+    # (and so train from scratch every run: weights fit only the encoding they were trained on).
+    transform_reuses: int = 6
     # Transform analyzes each span as its own dataset and reuses the analyzer cache of spans it has seen.
     # Off by default: on the local FnApiRunner, 16 spans as 16 datasets cost more Beam stages than the
     # analysis they save (README, Benchmarks); worth it where analysis is the cost (large spans, Dataflow).
@@ -145,6 +149,8 @@ class PipelineConfig:
                 )
         if self.warm_start_steps < 0:
             raise self._error("warm_start_steps", f"must be 0 (off) or more, got {self.warm_start_steps}")
+        if self.transform_reuses < 0:
+            raise self._error("transform_reuses", f"must be 0 (off) or more, got {self.transform_reuses}")
         for key in ("span_window", "train_steps", "eval_steps", "warmup_examples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}{self.where}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.window_transform import reuse
 from models import warm_start
 from pipeline import nodes
 from pipeline.config import PipelineConfig
@@ -48,6 +49,7 @@ class RunResult:
     seconds: float = 0.0
     log_file: str | None = None
     tensorboard_dir: str | None = None  # the Trainer's TensorBoard logs (its model_run output)
+    transform: str = ""  # whether Transform reused the blessed model's analysis or analyzed, and why
     training: str = ""  # what the Trainer started from: a warm start, or from scratch and why
 
 
@@ -131,6 +133,9 @@ def read_outcome(config: PipelineConfig, after: int, result: RunResult) -> None:
         result.refused = True
         result.reason = "no validated span to train on (every span in the window has anomalies)"
         return
+    for graph in outputs.get(nodes.TRANSFORM, {}).get("transform_graph", []):
+        analysis = reuse.read(graph.uri)
+        result.transform = f"Transform {analysis.reason}" if analysis else ""
     for model_run in outputs.get(nodes.TRAINER, {}).get("model_run", []):
         if _has_files(model_run.uri):
             result.tensorboard_dir = model_run.uri
@@ -233,6 +238,8 @@ def span_ranges(spans: list[int]) -> str:
 def summary(result: RunResult) -> str:
     """The closing lines the CLI prints."""
     lines = [f"{result.pipeline}: {'PUSHED' if result.pushed_version else 'nothing pushed'}: {result.reason}"]
+    if result.transform:
+        lines.append(f"  {result.transform}")
     if result.training:
         lines.append(f"  {result.training}")
     if result.metrics:

@@ -3,8 +3,10 @@
 ImportSchemaGen (curated schema) → WindowIngest (the latest K spans of the data root, each ingested,
 summarized and validated in one Beam pass; spans with anomalies left out, the clean ones merged) →
 [data gate: only a run whose newest span is clean, on a window not trained on yet, goes on] →
-Transform (with ``analyzer_cache``: tf.Transform's analyzer cache keyed by span) → Trainer (warm start
-from the latest blessed model) → Evaluator (value + change thresholds, against that model) → [blessed]
+WindowTransform (a warm retrain reuses the blessed model's analysis; a first run, every
+``transform_reuses + 1``-th retrain or a change of the preprocessing analyzes the window) → Trainer
+(warm start from the latest blessed model, onto the graph its weights were trained on) → Evaluator
+(value + change thresholds, against that model) → [blessed]
 → LoadCheck (the candidate served by a child model server, every signature over REST and gRPC within a
 latency budget)
 → SafePusher (blessed by both, new models and new data only) → ServingConfigGen (models.config,
@@ -126,10 +128,27 @@ def _ingest(config: PipelineConfig) -> tuple[Any, WindowIngest]:
 
 
 def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
-    """Transform (with ``analyzer_cache``: per span, reusing the latest cache) → Trainer (warm start
-    from the latest blessed model) → Evaluator (value + change thresholds, against the same model)."""
+    """WindowTransform (a warm retrain reuses the blessed model's analysis; otherwise it analyzes the
+    window, with ``analyzer_cache`` per span from the latest cache) → Trainer (warm start from the
+    latest blessed model) → Evaluator (value + change thresholds, against the same model)."""
     custom_config = config.user_custom_config
-    transform_args = dict(
+    # The latest blessed model: the Evaluator's baseline, the Trainer's warm start, and the analysis
+    # a warm retrain reuses. Empty on the first run.
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(nodes.BASELINE)
+    components = [baseline]
+    cache = {"disable_analyzer_cache": True}  # off: no cache is written, and the window is one dataset
+    if config.analyzer_cache:
+        resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
+        ).with_id(nodes.ANALYZER_CACHE)
+        components.append(resolver)
+        cache = {"analyzer_cache": resolver.outputs["cache"]}
+    transform = WindowTransform(
         examples=examples,
         schema=schema,
         preprocessing_fn=config.preprocessing_fn,
@@ -137,23 +156,11 @@ def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
         # Pre/post-transform TFDV statistics gate nothing here (each span was validated above) and
         # cost two more statistics passes over the whole window.
         disable_statistics=True,
-    )
-    components = []
-    if config.analyzer_cache:
-        cache = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-            cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache),
-        ).with_id(nodes.ANALYZER_CACHE)
-        components.append(cache)
-        transform = WindowTransform(analyzer_cache=cache.outputs["cache"], **transform_args)
-    else:
-        transform = tfx.components.Transform(**transform_args)
-    transform = transform.with_id(nodes.TRANSFORM)
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(nodes.BASELINE)
+        base_model=baseline.outputs["model"],
+        # a reused analysis serves only a warm start
+        transform_reuses=config.transform_reuses if config.warm_start_steps > 0 else 0,
+        **cache,
+    ).with_id(nodes.TRANSFORM)
     trainer = tfx.components.Trainer(
         run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
@@ -171,7 +178,7 @@ def _train(config: PipelineConfig, examples, schema) -> tuple[Any, Any, list]:
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
     ).with_id(nodes.EVALUATOR)
-    return trainer, evaluator, [*components, transform, baseline, trainer, evaluator]
+    return trainer, evaluator, [*components, transform, trainer, evaluator]
 
 
 def _release(config: PipelineConfig, trainer, evaluator, window, orchestrator: str) -> list:

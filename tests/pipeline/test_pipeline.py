@@ -3,6 +3,9 @@ load check before the pusher); the ingest is never answered from the cache; Beam
 
 import json
 
+import pytest
+
+from components.window_transform.component import WindowTransform
 from pipeline.config import load_config
 from pipeline.pipeline import beam_args, create_pipeline, never_cached
 from tests.pipeline.nodes import ANALYZER_CACHE_NODES, NODES
@@ -26,11 +29,8 @@ def test_the_window_is_ingested_in_the_pipeline_and_feeds_transform_and_the_eval
 
 
 def test_with_the_analyzer_cache_transform_reads_the_last_cache_per_span(tmp_path):
-    from components.window_transform.component import WindowTransform
-
     plain = _nodes(create_pipeline(load_config(home=tmp_path)))
     assert "analyzer_cache" not in plain["Transform"].inputs and "LatestAnalyzerCache" not in plain
-    assert type(plain["Transform"]) is not WindowTransform
     nodes = _nodes(create_pipeline(load_config(home=tmp_path, analyzer_cache=True)))
     assert set(nodes) == ANALYZER_CACHE_NODES
     assert isinstance(nodes["Transform"], WindowTransform)
@@ -45,6 +45,17 @@ def test_the_trainer_starts_from_the_blessed_model(tmp_path):
     assert nodes["Evaluator"].inputs["baseline_model"].producer_component_id == "LatestBlessedModel"
     assert json.loads(trainer.exec_properties["custom_config"])["warm_start_steps"] == 40
     assert "warm_start_steps" not in json.loads(nodes["Transform"].exec_properties["custom_config"])
+
+
+def test_transform_may_reuse_the_blessed_models_analysis_only_when_the_trainer_warm_starts(tmp_path):
+    transform = _nodes(create_pipeline(load_config(home=tmp_path, transform_reuses=4)))["Transform"]
+    assert isinstance(transform, WindowTransform)
+    assert transform.inputs["base_model"].producer_component_id == "LatestBlessedModel"
+    assert transform.exec_properties["transform_reuses"] == 4
+    cold = load_config(home=tmp_path, transform_reuses=4, warm_start_steps=0)
+    assert _nodes(create_pipeline(cold))["Transform"].exec_properties["transform_reuses"] == 0
+    with pytest.raises(ValueError, match="transform_reuses"):
+        load_config(home=tmp_path, transform_reuses=-1)
 
 
 def test_the_same_components_for_vertex(tmp_path):

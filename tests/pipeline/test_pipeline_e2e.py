@@ -22,10 +22,11 @@ import tensorflow as tf
 import yaml
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_serving.apis import prediction_log_pb2
+from tfx.utils.path_utils import serving_model_path
 
 from fixtures.served_root import ServedRoot
 from fixtures.taxi import serving_raw_bodies, taxi_spec, to_example
-from models import features
+from models import features, warm_start
 from pipeline import data
 from pipeline.config import load_config
 from pipeline.outcome import summary
@@ -72,7 +73,7 @@ def config(home, served):
         train_steps=200,
         eval_steps=5,
         warmup_examples=2,
-        analyzer_cache=True,  # the retrain below analyzes only its new span
+        analyzer_cache=True,  # an analysis of a window reads the spans analyzed before from the cache
         metrics=[
             {"name": "AUC", "min": 0.7, "max_drop": 0.1},
             {"name": "BinaryAccuracy", "min": 0.6},
@@ -155,6 +156,7 @@ def test_first_run_pushes_a_blessed_version(served, config, runs):
     assert result.blessed is True and result.pushed_version is not None, result.reason
     assert result.metrics["auc"] >= config.metrics[0].min
     assert result.spans == [2] and result.window == [1, 2]  # every span of the window, in this run
+    assert result.transform == "Transform analyzed the window: no blessed model yet"
     assert result.training == f"trained from scratch ({config.train_steps} steps): no blessed model yet"
     # TensorBoard logs in the Trainer's model_run output, and the run says where
     assert list(Path(result.tensorboard_dir).rglob("events.out.tfevents.*")), result.tensorboard_dir
@@ -226,11 +228,18 @@ def test_a_new_span_pushes_a_second_version_labelled_canary_under_client_load(se
     )
     versions = list_versions(config.serving_model_dir)
     assert versions == [runs["first"].pushed_version, result.pushed_version]
-    # a retrain: from the blessed model's weights, and Transform analyzes only the new span
+    # a retrain: Transform reuses the blessed model's analysis, and training starts from its weights,
+    # which were trained on that very transform graph
+    assert result.transform == (
+        "Transform reused the blessed model's analysis (vocabularies, scales): retrain 1 of "
+        f"{config.transform_reuses} before the next re-analysis"
+    )
     assert result.training == f"warm start from the blessed model's weights ({config.warm_start_steps} steps)"
+    first_model, second_model = _store(config).get_artifacts_by_type("Model")
+    kept = [warm_start.transform_path(serving_model_path(m.uri)) for m in (first_model, second_model)]
+    assert warm_start.transform_digest(kept[0]) == warm_start.transform_digest(kept[1])
     log_text = Path(result.log_file).read_text()
-    assert "Transform analyzer cache: 2 dataset(s) cached ['span-1-" in log_text, result.log_file
-    assert "1 analyzed ['span-3-" in log_text
+    assert "Transform analyzer cache" not in log_text  # nothing was analyzed
     assert "Span cache: 2 reused [1, 2], 1 ingested [3]" in log_text  # WindowIngest, too, reads only span 3
     # v2 is loaded next to v1 and labelled `canary`; the clients saw the push
     v1, v2 = runs["first"].pushed_version, result.pushed_version
@@ -385,6 +394,12 @@ def test_a_worse_model_is_not_blessed_nor_pushed(config, runs):
     result = run_pipeline(config.replace(train_steps=1, warm_start_steps=0))
     assert result.ok and result.window == [2, 3, 4], result.reason
     assert result.training == "trained from scratch (1 steps): warm start is off"
+    # no warm start, so no reuse: the window is analyzed, from the analyzer cache of the first run's
+    # spans (the second run reused the analysis and carried the cache over)
+    assert result.transform == "Transform analyzed the window: reuse of the blessed model's analysis is off"
+    log_text = Path(result.log_file).read_text()
+    assert "Transform analyzer cache: 1 dataset(s) cached ['span-2-" in log_text, result.log_file
+    assert "2 analyzed ['span-3-" in log_text
     assert result.blessed is False and result.pushed_version is None
     assert result.failed_checks and "not blessed" in result.reason
     assert {c.name: c.status for c in result.components}["LoadCheck"] == "skipped"

@@ -1,5 +1,6 @@
-"""WindowTransform: a retrain analyzes only the span it has not seen, and transforms as an uncached
-Transform does (floats to float32 rounding). Real WindowIngest and Transform executors (Beam
+"""WindowTransform: a warm retrain reuses the blessed model's transform graph and applies it as TFX's
+Transform does; an analysis with the cache analyzes only the span it has not seen, and transforms as an
+uncached Transform does (floats to float32 rounding). Real WindowIngest and Transform executors (Beam
 FnApiRunner) on small spans of the taxi sample, with the taxi model's own preprocessing_fn."""
 
 import json
@@ -11,11 +12,13 @@ import pytest
 import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
-from tfx.utils import proto_utils
+from tfx.utils import path_utils, proto_utils
 
 from components.window_ingest.executor import Executor as WindowIngest
+from components.window_transform import reuse
 from components.window_transform.executor import Executor as WindowTransform
 from components.window_transform.keys import dataset_key, per_span
+from models import warm_start
 from pipeline import data
 from pipeline.config import load_config
 from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
@@ -67,7 +70,7 @@ def _window(workspace, name: str, spans: list[int]):
     return outputs["examples"][0]
 
 
-def _transform(workspace, name: str, examples, cache=None):
+def _transform(workspace, name: str, examples, cache=None, base_model=None, reuses=0):
     config = load_config(model="taxi_tips")
     outputs = {
         "transform_graph": [_artifact(standard_artifacts.TransformGraph, workspace / name / "graph")],
@@ -78,11 +81,14 @@ def _transform(workspace, name: str, examples, cache=None):
     inputs = {"examples": [examples], "schema": [_artifact(standard_artifacts.Schema, workspace / "schema")]}
     if cache is not None:
         inputs["analyzer_cache"] = [cache]
+    if base_model is not None:
+        inputs["base_model"] = [base_model]
     properties = {
         "preprocessing_fn": config.preprocessing_fn,
         "custom_config": json.dumps(config.user_custom_config),
         "force_tf_compat_v1": 0,
         "disable_statistics": 1,
+        "transform_reuses": reuses,
     }
     WindowTransform(CONTEXT).Do(inputs, outputs, properties)
     return {key: artifacts[0] for key, artifacts in outputs.items()}
@@ -156,3 +162,37 @@ def test_a_retrain_analyzes_only_the_new_span_and_transforms_like_an_uncached_tr
         _assert_same_examples(
             _records(cached["transformed_examples"], split), _records(uncached["transformed_examples"], split)
         )
+
+
+def _blessed_model(workspace, graph) -> standard_artifacts.Model:
+    """A model artifact that keeps ``graph`` as the transform graph it was trained on (as an export does)."""
+    model = _artifact(standard_artifacts.Model, workspace / f"model-of-{graph.uri.split('/')[-2]}")
+    warm_start.copy_transform(graph.uri, warm_start.transform_path(path_utils.serving_model_path(model.uri)))
+    return model
+
+
+def test_a_warm_retrain_applies_the_blessed_graph_exactly_as_tfx_transform_does(workspace, runs, caplog):
+    first_window, first, second_window = runs
+    base = _blessed_model(workspace, first["transform_graph"])
+    # the same window as the blessed analysis: plain TF must give what tf.Transform's Beam pass gave
+    with caplog.at_level(logging.INFO, logger="components.window_transform.executor"):
+        again = _transform(workspace, "t12-reused", first_window, base_model=base, reuses=3)
+    assert "Transform reused the blessed model's analysis" in caplog.text
+    assert "Transform analyzer cache" not in caplog.text  # no analysis ran
+    for split in ("train", "eval"):
+        _assert_same_examples(
+            _records(again["transformed_examples"], split), _records(first["transformed_examples"], split)
+        )
+    assert artifact_utils.decode_split_names(again["transformed_examples"].split_names) == ["train", "eval"]
+    # a new window: the graph is the blessed one, byte for byte, and the record counts the reuse
+    reused = _transform(workspace, "t23-reused", second_window, base_model=base, reuses=3)
+    graph = reused["transform_graph"].uri
+    assert warm_start.transform_digest(graph) == warm_start.transform_digest(first["transform_graph"].uri)
+    first_analysis, analysis = reuse.read(first["transform_graph"].uri), reuse.read(graph)
+    assert first_analysis.reuses == 0 and analysis.reuses == 1
+    assert analysis.fingerprint == first_analysis.fingerprint
+    for split in ("train", "eval"):
+        raw = f"{artifact_utils.get_split_uri([second_window], split)}/*"
+        count = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(raw), "GZIP"))
+        assert len(_records(reused["transformed_examples"], split)) == count
+
