@@ -84,7 +84,9 @@ def test_stopping_the_demo_stops_its_model_server(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "tfx_canary.cli", "demo", "--home", str(home), "--rows-per-span", "60"],
+        # spans big enough to pass the data gate (at 60 rows an eval split falls below the schema's 20
+        # examples, and the refused run ends the demo before the stop below)
+        [sys.executable, "-m", "tfx_canary.cli", "demo", "--home", str(home), "--rows-per-span", "300"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
