@@ -153,6 +153,8 @@ def _base_transform(input_dict) -> str | None:
 
 
 def _fingerprint(input_dict, exec_properties) -> str:
+    if _module_file(exec_properties):
+        return ""  # never reused (``_cannot_reuse``); TFX installs such code only inside its own Do
     preprocessing_fn = udf_utils.get_fn(exec_properties, keys.PREPROCESSING_FN_KEY)
     schema_file = io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(input_dict[keys.SCHEMA_KEY]))
     with tf.io.gfile.GFile(schema_file, "rb") as handle:
@@ -162,6 +164,8 @@ def _fingerprint(input_dict, exec_properties) -> str:
 
 def _cannot_reuse(input_dict, exec_properties) -> str | None:
     """Why ``materialize`` cannot stand in for the stock Transform here (None: it can)."""
+    if _module_file(exec_properties):
+        return "the preprocessing code is a module file (reuse needs preprocessing_fn as a dotted path)"
     if not bool(exec_properties.get(keys.DISABLE_STATISTICS_KEY, 0)):
         return "pre/post-transform statistics are asked for (disable_statistics is off)"
     examples = input_dict[keys.EXAMPLES_KEY]
@@ -172,3 +176,7 @@ def _cannot_reuse(input_dict, exec_properties) -> str | None:
     if formats != {REUSABLE_FILE_FORMAT}:
         return f"the examples are stored as {sorted(formats)}, not {REUSABLE_FILE_FORMAT}"
     return None
+
+
+def _module_file(exec_properties) -> bool:
+    return bool(exec_properties.get(keys.MODULE_FILE_KEY) or exec_properties.get(keys.MODULE_PATH_KEY))

@@ -10,13 +10,16 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
 from components.window_ingest.executor import Executor as WindowIngest
 from components.window_transform import reuse
 from components.window_transform.executor import Executor as WindowTransform
+from components.window_transform.executor import _cannot_reuse
 from components.window_transform.keys import dataset_key, per_span
 from models import warm_start
 from pipeline import data
@@ -196,3 +199,21 @@ def test_a_warm_retrain_applies_the_blessed_graph_exactly_as_tfx_transform_does(
         count = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(raw), "GZIP"))
         assert len(_records(reused["transformed_examples"], split)) == count
 
+
+def test_reuse_needs_what_the_plain_tensorflow_path_handles():
+    examples = standard_artifacts.Examples()
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    inputs = {"examples": [examples]}
+    ours = {"preprocessing_fn": "models.preprocessing.preprocessing_fn", "disable_statistics": 1}
+    assert _cannot_reuse(inputs, ours) is None
+    assert _cannot_reuse(inputs, {**ours, "module_file": "/code/preprocessing.py"}) == (
+        "the preprocessing code is a module file (reuse needs preprocessing_fn as a dotted path)"
+    )
+    assert _cannot_reuse(inputs, {**ours, "disable_statistics": 0}) == (
+        "pre/post-transform statistics are asked for (disable_statistics is off)"
+    )
+    examples.set_string_custom_property("file_format", "parquet")
+    assert _cannot_reuse(inputs, ours) == "the examples are stored as ['parquet'], not tfrecords_gzip"
+    examples.set_string_custom_property("file_format", "tfrecords_gzip")
+    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_PROTO)
+    assert _cannot_reuse(inputs, ours) == "the examples are FORMAT_PROTO, not tf.Examples"
