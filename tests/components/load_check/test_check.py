@@ -28,6 +28,7 @@ from components.load_check.check import (
 from components.load_check.child import PARENT_PID_ENV
 from components.load_check.requests import from_warmup_file, rest_body, to_warmup_file
 from fixtures.models import write_fixture_model
+from tests.rollout.bad_models import write_slow_model
 from tfx_canary.errors import ConfigError
 
 MODEL = "candidate"
@@ -86,27 +87,6 @@ def raising_model(directory: Path) -> str:
 
     module = Planted()
     return save_module(directory, module, {"serving_default": module.fine, "broken": module.broken})
-
-
-def slow_model(directory: Path, iterations: int = 200) -> str:
-    """Correct answers, but each call multiplies 256x256 matrices ``iterations`` times (~190 ms here)."""
-    import tensorflow as tf
-
-    class Slow(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = tf.Variable(tf.eye(256) * 0.5)
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-        def predict(self, x):
-            m = tf.eye(256)
-            m = tf.while_loop(
-                lambda i, m: i < iterations, lambda i, m: (i + 1, tf.matmul(m, self.w) * 2.0), (0, m)
-            )[1]
-            return {"y": x + tf.reduce_sum(m) * 0.0}
-
-    module = Slow()
-    return save_module(directory, module, {"serving_default": module.predict})
 
 
 def children_of_this_process() -> set[int]:
@@ -177,7 +157,10 @@ def test_a_signature_that_raises_at_call_time_is_not_blessed(tmp_path, server):
 def test_a_model_slower_than_the_budget_is_not_blessed_while_a_fast_one_passes(tmp_path, server):
     budget = Budget(latency_ms=40, timed_requests=3)
     fast = check_on(server, str(write_fixture_model(tmp_path / "fast", 1)), "fast", x_requests(), budget)
-    slow = check_on(server, slow_model(tmp_path / "slow"), "slow", x_requests(), budget)
+    # a wall-clock wait, not arithmetic: as slow on a fast CPU as on a slow one (a 256x256 matmul loop
+    # that took ~190 ms on one machine took 37 ms on another)
+    slow_dir = write_slow_model(tmp_path / "slow", 1, delay_ms=150)
+    slow = check_on(server, str(slow_dir), "slow", x_requests(), budget)
 
     assert fast.blessed, fast.reason
     assert not slow.blessed
