@@ -155,6 +155,33 @@ def _session_call(session, signature_def) -> Call:
     return call
 
 
+def is_serving_signature(key: str, signature_def) -> bool:
+    """A SignatureDef a client can call (not e.g. ``__saved_model_init_op``, which TF2 adds)."""
+    return not key.startswith("__") and bool(signature_def.outputs)
+
+
+def read_signature_defs(path: str, tags: tuple[str, ...] = ("serve",)) -> dict:
+    """The SignatureDefs of the SavedModel at ``path`` (its meta graph with exactly ``tags``), read from
+    ``saved_model.pb`` without loading the model: what the servable declares, as TF Serving reads it."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        saved_model = saved_model_pb2.SavedModel.FromString(handle.read())
+    meta_graphs = [m for m in saved_model.meta_graphs if set(m.meta_info_def.tags) == set(tags)]
+    if not meta_graphs:
+        raise failed_precondition(
+            f"Could not find meta graph def matching supplied tags: {{ {' '.join(tags)} }}"
+        )
+    # Only the SignatureDefs outlive the read (what --remove_unused_fields_from_bundle_metagraph asks of
+    # TF Serving): a copy each, so the parsed graph can be freed.
+    found = {}
+    for key, signature_def in meta_graphs[0].signature_def.items():
+        found[key] = type(signature_def)()
+        found[key].CopyFrom(signature_def)
+    return found
+
+
 class Servable:
     """A model version, loaded with the TF2 loader or else into a TF1 session; safe to call from threads."""
 
@@ -168,26 +195,12 @@ class Servable:
         method_name_check: bool = False,
     ) -> None:
         import tensorflow as tf
-        from tensorflow.core.protobuf import saved_model_pb2
 
         self.name = name
         self.version = version
         self.path = path
         self.method_name_check = method_name_check  # --enable_signature_method_name_check
-        with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as handle:
-            saved_model = saved_model_pb2.SavedModel.FromString(handle.read())
-        meta_graphs = [m for m in saved_model.meta_graphs if set(m.meta_info_def.tags) == set(tags)]
-        if not meta_graphs:
-            raise failed_precondition(
-                f"Could not find meta graph def matching supplied tags: {{ {' '.join(tags)} }}"
-            )
-        # Only the SignatureDefs outlive the load (what --remove_unused_fields_from_bundle_metagraph
-        # asks of TF Serving): a copy each, so the parsed graph can be freed.
-        self.signature_defs = {}
-        for key, signature_def in meta_graphs[0].signature_def.items():
-            self.signature_defs[key] = type(signature_def)()
-            self.signature_defs[key].CopyFrom(signature_def)
-        del saved_model, meta_graphs
+        self.signature_defs = read_signature_defs(path, tags)
         self.session = None
         try:
             loaded = tf.saved_model.load(path, tags=list(tags))
@@ -214,7 +227,7 @@ class Servable:
         self.session = session
         self.signatures = {}
         for key, signature_def in self.signature_defs.items():
-            if key.startswith("__") or not signature_def.outputs:  # e.g. __saved_model_init_op
+            if not is_serving_signature(key, signature_def):
                 continue
             self.signatures[key] = Signature(key, None, signature_def, _session_call(session, signature_def))
 

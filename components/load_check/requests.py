@@ -16,6 +16,7 @@ import tempfile
 import tensorflow as tf
 
 from release.serving_dir import MAX_WARMUP_RECORDS
+from serving.servable import is_serving_signature, read_signature_defs
 
 # What a named-tensor input gets where an example has no value (the raw-features signature's markers).
 MISSING = {tf.float32: float("nan"), tf.float64: float("nan"), tf.int64: -1, tf.int32: -1, tf.string: b""}
@@ -36,17 +37,23 @@ def build_requests(examples_uri: str, count: int, model_dir: str, split: str = "
 
 
 def signature_inputs(model_dir: str) -> dict[str, dict[str, tf.TensorSpec] | None]:
-    """Signature name -> its named inputs, or None for one that takes serialized examples."""
-    loaded = tf.saved_model.load(model_dir)
+    """Signature name -> its named inputs, or None for one that takes serialized examples; read from
+    the SignatureDefs in ``saved_model.pb`` (loading the model to learn them cost 0.6 s a retrain)."""
     found: dict[str, dict[str, tf.TensorSpec] | None] = {}
-    for name, function in sorted(loaded.signatures.items(), key=lambda item: item[0] != "serving_default"):
-        inputs = function.structured_input_signature[1]
+    defs = read_signature_defs(model_dir)
+    for name, signature_def in sorted(defs.items(), key=lambda item: item[0] != "serving_default"):
+        if not is_serving_signature(name, signature_def):
+            continue
+        inputs = {
+            alias: tf.TensorSpec(tf.TensorShape(info.tensor_shape), tf.dtypes.as_dtype(info.dtype), alias)
+            for alias, info in signature_def.inputs.items()
+        }
         takes_examples = (
             len(inputs) == 1
             and next(iter(inputs.values())).dtype == tf.string
             and (next(iter(inputs)) in ("examples", "inputs"))
         )
-        found[name] = None if takes_examples else dict(inputs)
+        found[name] = None if takes_examples else inputs
     return found
 
 

@@ -131,8 +131,8 @@ class Executor(transform_executor.Executor):
                 for split in splits.transform
                 for uri in artifact_utils.get_split_uris(examples, split)
             ]
-            for pattern, prefix in zip(raw_patterns, executor_utils.GetSplitPaths(transformed), strict=True):
-                count = materialize(transform_dir, pattern, prefix)
+            targets = list(zip(raw_patterns, executor_utils.GetSplitPaths(transformed), strict=True))
+            for (pattern, _), count in zip(targets, materialize(transform_dir, targets), strict=True):
                 log.info("Transform applied the reused graph to %d examples of %s", count, pattern)
         cache, updated_cache = (
             input_dict.get(keys.ANALYZER_CACHE_KEY),

@@ -28,6 +28,7 @@ from components.load_check.check import (
 from components.load_check.child import PARENT_PID_ENV
 from components.load_check.requests import from_warmup_file, rest_body, to_warmup_file
 from fixtures.models import write_fixture_model
+from serving.errors import ServingError
 from tests.rollout.bad_models import write_slow_model
 from tfx_canary.errors import ConfigError
 
@@ -284,3 +285,35 @@ def test_an_empty_csv_cell_becomes_the_missing_marker_in_a_named_tensor_request(
     values = {name: tf.make_ndarray(tensor).tolist() for name, tensor in request.inputs.items()}
     assert values["company"] == [b""] and values["fare"] == [10.5] and values["trip_seconds"] == [-1]
     assert math.isnan(values["tips"][0])
+
+
+def test_signature_inputs_read_from_saved_model_pb_match_the_loaded_signatures(tmp_path):
+    """Read without loading the model, the inputs are what the loaded model's signatures declare; the
+    init-op signature TF2 adds is not one to call; a model with no ``serve`` graph names the tags."""
+    import grpc
+    import tensorflow as tf
+
+    from components.load_check.requests import signature_inputs
+
+    model = str(write_fixture_model(tmp_path / "m", 1))
+    found = signature_inputs(model)
+
+    assert next(iter(found)) == "serving_default"  # checked first
+    loaded = tf.saved_model.load(model).signatures
+    assert set(found) == set(loaded) == {"serving_default", "classify_x_to_y", "regress_x_to_y"}
+    assert found["serving_default"] == {
+        name: tf.TensorSpec(spec.shape, spec.dtype, name)
+        for name, spec in loaded["serving_default"].structured_input_signature[1].items()
+    }
+    assert found["classify_x_to_y"] is None and found["regress_x_to_y"] is None  # serialized examples
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = Path(model) / "saved_model.pb"
+    saved = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
+    saved.meta_graphs[0].meta_info_def.tags[:] = ["train"]
+    pb.write_bytes(saved.SerializeToString())
+    with pytest.raises(ServingError) as raised:
+        signature_inputs(model)
+    assert raised.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert raised.value.message == "Could not find meta graph def matching supplied tags: { serve }"
