@@ -23,6 +23,7 @@ nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -98,9 +99,29 @@ def _child_tfx_example(home: Path, beam: list[str]) -> dict:
         metadata_path=str(home / "metadata.sqlite"),
         beam_pipeline_args=beam,
     )
-    started = time.monotonic()
-    tfx_v1.orchestration.LocalDagRunner().run(pipeline)
-    return {"seconds": time.monotonic() - started, "metrics": {}}
+    log = Path(tempfile.gettempdir()) / "pipeline_bench-tfx-example.log"
+    print(f"  TFX's own output (pip installing its user-code wheels, Keras progress bars): {log}", flush=True)
+    with fd_to(log, fd=1):
+        started = time.monotonic()
+        tfx_v1.orchestration.LocalDagRunner().run(pipeline)
+        seconds = time.monotonic() - started
+    return {"seconds": seconds, "metrics": {}}
+
+
+@contextlib.contextmanager
+def fd_to(path: Path, fd: int = 1):
+    """Point file descriptor ``fd`` at ``path`` (appended) for the block, subprocesses included: the
+    terminal keeps the benchmark's own lines."""
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
 
 
 def _measure(case: str, model: str) -> tuple[float, float, float, dict]:
