@@ -111,7 +111,8 @@ def _child_tfx_example(home: Path, beam: list[str]) -> dict:
 @contextlib.contextmanager
 def fd_to(path: Path, fd: int = 1):
     """Point file descriptor ``fd`` at ``path`` (appended) for the block, subprocesses included: the
-    terminal keeps the benchmark's own lines."""
+    terminal keeps the benchmark's own lines. Unlike ``tfx_canary.logs.fd2_to``, ``sys.stdout`` follows
+    the descriptor: Keras writes its progress bars through it."""
     sys.stdout.flush()
     saved = os.dup(fd)
     with open(path, "ab") as log:

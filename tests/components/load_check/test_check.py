@@ -29,6 +29,7 @@ from components.load_check.child import PARENT_PID_ENV
 from components.load_check.requests import from_warmup_file, rest_body, to_warmup_file
 from fixtures.models import write_fixture_model
 from serving.errors import ServingError
+from serving.servable import read_signature_defs
 from tests.rollout.bad_models import write_slow_model
 from tfx_canary.errors import ConfigError
 
@@ -299,6 +300,7 @@ def test_signature_inputs_read_from_saved_model_pb_match_the_loaded_signatures(t
     found = signature_inputs(model)
 
     assert next(iter(found)) == "serving_default"  # checked first
+    assert "__saved_model_init_op" in read_signature_defs(model) and "__saved_model_init_op" not in found
     loaded = tf.saved_model.load(model).signatures
     assert set(found) == set(loaded) == {"serving_default", "classify_x_to_y", "regress_x_to_y"}
     assert found["serving_default"] == {
