@@ -8,6 +8,7 @@ only files, plus the model server's version states when ``--server`` is given.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -21,6 +22,9 @@ from tfx_canary.live import LiveOutput
 
 STALE_S = 15.0  # a running rollout rewrites its progress every second
 RECENT_S = 600.0  # a finished rollout stays on show this long, even once its canary is gone
+# A terminal that stopped reading (a paused pager, a stalled ssh) blocks the redraw in write(), and
+# Python retries that write after the signal handler: past this grace the process exits without it.
+STOP_GRACE_S = 2.0
 
 
 def _summary(row: dict) -> str:
@@ -57,11 +61,32 @@ def watch_status(
     output: LiveOutput,
     stop: threading.Event | None = None,
 ) -> int:
-    """Redraw until ``stop`` is set (SIGINT/SIGTERM set it when called from the main thread)."""
+    """Redraw until ``stop`` is set (SIGINT/SIGTERM set it when called from the main thread; the
+    process exits ``STOP_GRACE_S`` later if a write to a terminal that stopped reading holds it)."""
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+    if threading.current_thread() is not threading.main_thread():
+        return _redraw(rows, releases_dir, interval_s, output, stop)
+    timers: list[threading.Timer] = []
+
+    def on_signal(signum: int, _frame) -> None:
+        stop.set()
+        # a redraw blocked on a stalled terminal never returns: exit without it (and without a
+        # message, since stderr may be that same terminal)
+        timers.append(threading.Timer(STOP_GRACE_S, os._exit, args=(128 + signum,)))
+        timers[-1].daemon = True
+        timers[-1].start()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _redraw(rows, releases_dir, interval_s, output, stop)
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _redraw(rows, releases_dir: str, interval_s: float, output: LiveOutput, stop: threading.Event) -> int:
     with output:
         while True:
             now = time.time()

@@ -3,6 +3,7 @@ following the progress a rollout records (written here with the same writer the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from release import progress as record
+from release import watch as watch_module
 from tests.release.test_cli import main, seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +59,16 @@ def read_until(fd: int, pattern: str, seen: bytearray, timeout_s: float = 30.0) 
             seen.extend(chunk)
 
 
-def stop(process: subprocess.Popen) -> int:
+def stop(process: subprocess.Popen, fd: int) -> int:
+    """SIGTERM, reading ``fd`` meanwhile: a terminal that keeps reading, as a user's does."""
     process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
     try:
-        return process.wait(timeout=20)
+        while process.poll() is None and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):  # the pty closes when the process exits
+                    os.read(fd, 65536)
+        return process.wait(timeout=1)
     finally:
         process.stderr.close()
 
@@ -86,7 +94,7 @@ def test_in_place_on_a_terminal_following_the_rollout(home: Path) -> None:
         assert "shadow pass" in plain and "[25%]" in plain
         assert re.search(rb"\x1b\[\d*A", seen) and seen.count(b"\x1b[2K") > 3  # redrawn, not appended
     finally:
-        code = stop(process)
+        code = stop(process, master)
         os.close(master)
     assert code == 0  # SIGTERM ends the watch cleanly
 
@@ -104,7 +112,7 @@ def test_plain_lines_in_a_pipe_with_a_stale_rollout_said_so(home: Path) -> None:
         (home / "releases" / "taxi" / "rollout.json").write_text(text)
         later = read_until(process.stdout.fileno(), r"is the rollout still running\?", seen)
     finally:
-        code = stop(process)
+        code = stop(process, process.stdout.fileno())
         process.stdout.close()
     assert code == 0
     assert "\x1b[" not in seen.decode()
@@ -112,6 +120,40 @@ def test_plain_lines_in_a_pipe_with_a_stale_rollout_said_so(home: Path) -> None:
     assert lines[0].startswith("taxi generation 5: labels canary=2, stable=1; traffic canary 25%")
     assert lines[1].startswith("  taxi v2 vs v1 | step 2/3 25% | window 1 of 4,") and first in later
     assert len(lines) < 12  # a line when something changes, not one per redraw
+
+
+def test_a_terminal_that_stopped_reading_does_not_keep_it_from_stopping(home: Path) -> None:
+    """A paused pager or a stalled ssh: the redraw blocks in write(), and SIGTERM still ends the
+    process, STOP_GRACE_S later, with the signal's exit status."""
+    master, slave = pty.openpty()
+    process = watch(home, slave)
+    seen = bytearray()
+    try:
+        read_until(master, r"canary 12/100", seen)
+        # fill the terminal's buffer through a second descriptor of our own (non-blocking), so the
+        # watch's next redraw blocks; the master side is not read from here on
+        filler = os.open(os.ttyname(slave), os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        for size in (4096, 1):  # the room left is counted in chunks: fill it to the last byte
+            try:
+                while True:
+                    os.write(filler, b"x" * size)
+            except BlockingIOError:
+                pass
+        time.sleep(0.6)  # three redraw intervals: the watch is in a write that cannot finish
+        assert process.poll() is None
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=watch_module.STOP_GRACE_S + 10)
+        assert time.monotonic() - started >= watch_module.STOP_GRACE_S - 0.5  # the grace, then the exit
+        assert code == 128 + signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stderr.close()
+        os.close(filler)
+        os.close(slave)
+        os.close(master)
 
 
 def test_watch_and_json_together_are_a_usage_error(home: Path, capsys) -> None:

@@ -256,11 +256,25 @@ def test_grpc_shares_the_rest_metric_series(served):
     assert router.metrics.errors.labels("m", "other", "live")._value.get() >= 1
 
 
-def test_grpc_deadline_reaches_the_model_server(served):
-    _, _, router = served
-    with pytest.raises(grpc.RpcError) as error:
-        grpc_predict(router.grpc_port, {}, timeout=0.0001)
-    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+def test_grpc_deadline_reaches_the_model_server(tmp_path):
+    """A model slower than the client's deadline: the model server itself ends the call at the
+    deadline (its own request count says DEADLINE_EXCEEDED), so the router passed the deadline on."""
+    from serving.monitoring import REQUEST_COUNT
+    from tests.rollout.bad_models import write_slow_model
+
+    write_slow_model(tmp_path / "serving" / "m", 1, delay_ms=1000)
+    with ServedRoot(tmp_path / "serving") as served:
+        operations.publish(served.target(), 1)
+        with Router(served.address, served.root, refresh_s=0.05, grpc_upstream=served.grpc_address) as router:
+            with pytest.raises(grpc.RpcError) as error:
+                grpc_predict(router.grpc_port, {}, timeout=0.2)
+            assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            counted = lambda: served.server.metrics.value(REQUEST_COUNT, ("m", "DEADLINE_EXCEEDED"))  # noqa: E731
+            waited = time.monotonic() + 0.7  # well before the model would have answered
+            while counted() == 0 and time.monotonic() < waited:
+                time.sleep(0.02)
+            assert counted() == 1
+            assert served.server.metrics.value(REQUEST_COUNT, ("m", "OK")) == 0
 
 
 def test_a_label_the_server_has_not_read_yet_is_asked_for_by_its_version(tmp_path):
