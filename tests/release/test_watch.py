@@ -122,6 +122,16 @@ def test_plain_lines_in_a_pipe_with_a_stale_rollout_said_so(home: Path) -> None:
     assert len(lines) < 12  # a line when something changes, not one per redraw
 
 
+def fill(fd: int) -> int:
+    """Write to the non-blocking ``fd`` until the terminal has no room left; the bytes written."""
+    written = 0
+    for size in (4096, 1):  # room is counted in chunks: fill it to the last byte
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                written += os.write(fd, b"x" * size)
+    return written
+
+
 def test_a_terminal_that_stopped_reading_does_not_keep_it_from_stopping(home: Path) -> None:
     """A paused pager or a stalled ssh: the redraw blocks in write(), and SIGTERM still ends the
     process, STOP_GRACE_S later, with the signal's exit status."""
@@ -133,12 +143,8 @@ def test_a_terminal_that_stopped_reading_does_not_keep_it_from_stopping(home: Pa
         # fill the terminal's buffer through a second descriptor of our own (non-blocking), so the
         # watch's next redraw blocks; the master side is not read from here on
         filler = os.open(os.ttyname(slave), os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
-        for size in (4096, 1):  # the room left is counted in chunks: fill it to the last byte
-            try:
-                while True:
-                    os.write(filler, b"x" * size)
-            except BlockingIOError:
-                pass
+        while fill(filler):  # the kernel moves a part on to the reading side a moment later
+            time.sleep(0.2)
         time.sleep(0.6)  # three redraw intervals: the watch is in a write that cannot finish
         assert process.poll() is None
         started = time.monotonic()
