@@ -86,7 +86,14 @@ def watch_status(
             signal.signal(sig, handler)
 
 
-def _redraw(rows, releases_dir: str, interval_s: float, output: LiveOutput, stop: threading.Event) -> int:
+def _redraw(
+    rows: Callable[[], list[dict]],
+    releases_dir: str,
+    interval_s: float,
+    output: LiveOutput,
+    stop: threading.Event,
+) -> int:
+    """One redraw per ``interval_s`` until ``stop`` is set; 0 then."""
     with output:
         while True:
             now = time.time()
