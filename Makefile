@@ -16,8 +16,9 @@ run: install
 
 # All tests, on TEST_WORKERS processes (pytest-xdist), one test file at a time each, in collection
 # order (tests/conftest.py puts the end-to-end files first). TEST_WORKERS=0 runs them in this process.
-# pytest exits 5 when it collects nothing: treat that as a failure, loudly.
-TEST_WORKERS ?= 2
+# Three workers on two cores: the end-to-end files wait on servers and rollout steps ~40 % of the time
+# (README, benchmark table). pytest exits 5 when it collects nothing: treat that as a failure, loudly.
+TEST_WORKERS ?= 3
 test: install
 	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
