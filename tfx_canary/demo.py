@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,16 @@ def register(subparsers) -> None:
 
 
 def say(text: str = "") -> None:
+    """Print one line of the demo; first stop if a stop was asked for (``_stop_on_signals``)."""
+    if _STOP.is_set():
+        raise KeyboardInterrupt
     print(text, flush=True)
+
+
+# Set by SIGTERM or Ctrl-C while the demo runs. The KeyboardInterrupt the handler raises is lost when
+# Python happens to be running a weakref callback or a __del__ (it prints "Exception ignored in ..." and
+# goes on: seen during a pipeline run), so ``say`` raises it again at the demo's next line.
+_STOP = threading.Event()
 
 
 class ServerStartError(CanaryError, RuntimeError):
@@ -136,17 +146,22 @@ class ModelServerProcess:
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the demo like Ctrl-C does, so the cleanup below always runs."""
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM stops the demo like Ctrl-C does, so the cleanup below always runs; both are also kept in
+    ``_STOP`` in case the KeyboardInterrupt is lost."""
 
     def interrupt(signum, frame):
+        _STOP.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    _STOP.clear()
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _STOP.clear()
 
 
 def _relaxed(gate: dict) -> dict:
@@ -175,7 +190,7 @@ def demo(args: argparse.Namespace) -> int:
     plan = parse_plan(args.plan)
     started = time.monotonic()
     try:
-        with _sigterm_interrupts():
+        with _stop_on_signals():
             code = _loop(config, args, plan)
     except KeyboardInterrupt:
         say("\nInterrupted: the model server and the router were stopped; the home keeps its state.")
