@@ -162,8 +162,8 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
 def run_local(pipeline) -> None:
     """``LocalDagRunner`` on the compiled pipeline, with the cache off for the components that read the
     data root (``pipeline.pipeline.never_cached``)."""
-    from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # not tfx.v1: see pipeline.py
 
     from pipeline.pipeline import never_cached
 
@@ -172,7 +172,7 @@ def run_local(pipeline) -> None:
     for node in ir.nodes:
         if node.pipeline_node.node_info.id in uncached:
             node.pipeline_node.execution_options.caching_options.enable_cache = False
-    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    LocalDagRunner().run_with_ir(ir)
 
 
 def finish_pending_release(config: PipelineConfig, say: Progress) -> None:

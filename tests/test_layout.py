@@ -136,3 +136,36 @@ def test_every_package_says_which_stage_it_is() -> None:
         for init in (ROOT / package).rglob("__init__.py"):
             doc = ast.get_docstring(ast.parse(init.read_text()))
             assert doc and len(doc) > 40, f"{init.relative_to(ROOT)} needs a docstring saying what it holds"
+
+
+# What a pipeline run imports. ``tfx.v1`` imports TFX's Google Cloud extensions (the aiplatform SDK):
+# 2.4 s of every run's start-up (``pipeline/pipeline.py``), so these use TFX's own modules.
+RUN_PACKAGES = ("pipeline", "components", "models", "scheduler")
+
+
+def tfx_v1_imports(path: Path) -> list[int]:
+    """Lines of ``path`` that import ``tfx.v1`` (``import tfx.v1...`` or ``from tfx import v1``)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        if any(_matches(module, "tfx.v1") for module in modules):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_a_pipeline_run_does_not_import_tfx_v1(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text("from tfx import v1 as tfx\nimport tfx.v1.dsl\nfrom tfx.v1.proto import TrainArgs\n")
+    assert tfx_v1_imports(planted) == [1, 2, 3]  # the check sees each form
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in RUN_PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line in tfx_v1_imports(path)
+    ]
+    assert not found, f"import TFX's own modules instead of tfx.v1 (2.4 s of start-up): {found}"
