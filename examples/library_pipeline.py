@@ -38,6 +38,8 @@ from components.data_gate import clean_span
 from components.load_check.component import LoadCheck
 from components.safe_pusher.component import SafePusher
 from components.serving_config.component import ServingConfigGen
+from pipeline.config import DEFAULT_BEAM_ARGS
+from pipeline.pipeline import with_dependencies
 
 
 def create_pipeline(
@@ -127,7 +129,9 @@ def create_pipeline(
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(home, "metadata.sqlite")
         ),
-        beam_pipeline_args=["--runner=FnApiRunner", "--direct_running_mode=in_memory"],
+        # Declare the Beam workers' Python dependencies (here this checkout's setup.py), or TFX builds an
+        # sdist of tfx for every Beam component of every run.
+        beam_pipeline_args=with_dependencies(DEFAULT_BEAM_ARGS),
     )
 
 

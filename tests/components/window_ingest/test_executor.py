@@ -23,11 +23,12 @@ from components.window_ingest.executor import Executor
 from components.window_ingest.ingest import find_span_files
 from components.window_ingest.window import DATA_FINGERPRINT, data_fingerprint, latest, present_spans
 from pipeline import data
-from pipeline.config import load_config
-from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
+from pipeline.config import DEFAULT_BEAM_ARGS, load_config
+from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG, with_dependencies
 
 ROWS_PER_SPAN = 120  # ~30 eval rows: above the schema's 20-example minimum
-BEAM = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+# the project declared as the workers' dependency, as a run declares it: else TFX builds an sdist of tfx
+BEAM = with_dependencies(DEFAULT_BEAM_ARGS)
 CONTEXT = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=BEAM)
 SPLITS = ("train", "eval")
 

@@ -23,11 +23,12 @@ from components.window_transform.executor import _cannot_reuse
 from components.window_transform.keys import dataset_key, per_span
 from models import warm_start
 from pipeline import data
-from pipeline.config import load_config
-from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
+from pipeline.config import DEFAULT_BEAM_ARGS, load_config
+from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG, with_dependencies
 
 ROWS_PER_SPAN = 120
-BEAM = ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+# the project declared as the workers' dependency, as a run declares it: else TFX builds an sdist of tfx
+BEAM = with_dependencies(DEFAULT_BEAM_ARGS)
 CONTEXT = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=BEAM)
 
 
