@@ -38,8 +38,7 @@ from components.data_gate import clean_span
 from components.load_check.component import LoadCheck
 from components.safe_pusher.component import SafePusher
 from components.serving_config.component import ServingConfigGen
-from pipeline.config import DEFAULT_BEAM_ARGS
-from pipeline.pipeline import with_dependencies
+from pipeline.config import DEFAULT_BEAM_ARGS, with_dependencies
 
 
 def create_pipeline(

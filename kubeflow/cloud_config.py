@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.config import with_dependencies
 from tfx_canary.errors import ConfigError
 
 ENV_PREFIX = "TFX_CANARY_CLOUD_"
@@ -102,9 +103,11 @@ class CloudConfig:
         """Beam options for the pipeline's components: Dataflow if enabled, else ``local_beam_args``.
 
         On Dataflow, workers install this package from ``--setup_file`` (the copy inside the image).
+        Without Dataflow the image's copy is declared too: the in-process runner builds nothing for it,
+        and without a declared dependency TFX builds an sdist of tfx in every Beam component's container.
         """
         if not self.dataflow.enabled:
-            return tuple(local_beam_args)
+            return tuple(with_dependencies(local_beam_args, IMAGE_SETUP_FILE))
         dataflow = self.dataflow
         return (
             "--runner=DataflowRunner",

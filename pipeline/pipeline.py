@@ -21,8 +21,6 @@ scheduled Vertex run trains on the same validated window as a local one.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import tensorflow_model_analysis as tfma
@@ -52,7 +50,7 @@ from components.window_transform.component import WindowTransform
 from models import contract
 from models.warm_start import WARM_START_STEPS
 from pipeline import data, nodes
-from pipeline.config import MetricGate, PipelineConfig
+from pipeline.config import MetricGate, PipelineConfig, with_dependencies
 
 ORCHESTRATORS = ("local", "kubeflow_v2")
 
@@ -241,30 +239,10 @@ _OUTPUT_CONFIG = example_gen_pb2.Output(
 )
 
 
-# Beam options that tell TFX the workers' Python dependencies are declared already.
-_DEPENDENCY_FLAGS = ("--extra_package", "--setup_file", "--requirements_file", "--sdk_container_image")
-
-
 def beam_args(config: PipelineConfig, orchestrator: str = "local") -> list[str]:
-    """``config.beam_args``, with this project's ``setup.py`` as the Beam dependency on local runs
-    (``with_dependencies``); a compiled pipeline's image or Dataflow options declare their own."""
+    """``config.beam_args``, with this checkout's ``setup.py`` as the Beam dependency on local runs
+    (``pipeline.config.with_dependencies``); a compiled pipeline's are the cloud config's."""
     return with_dependencies(config.beam_args) if orchestrator == "local" else list(config.beam_args)
-
-
-def with_dependencies(args: Sequence[str]) -> list[str]:
-    """``args``, plus this project's ``setup.py`` as the Beam dependency unless one is declared.
-
-    Without a dependency flag every TFX Beam component first builds an sdist of the whole tfx package
-    for remote workers (a Python process each; measured ~1 s per component here, ~3 s elsewhere). The
-    in-process FnApiRunner stages nothing and builds nothing for ``--setup_file``; a remote runner given
-    here gets the project's own package (tfx + ``models``).
-    """
-    args = list(args)
-    setup_file = Path(__file__).resolve().parent.parent / "setup.py"
-    declared = any(a.startswith(_DEPENDENCY_FLAGS) for a in args)
-    if not declared and setup_file.is_file():
-        args.append(f"--setup_file={setup_file}")
-    return args
 
 
 def never_cached(pipeline: Pipeline) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeflow.cloud_config import CloudConfigError, load_cloud_config
+from kubeflow.cloud_config import IMAGE_SETUP_FILE, CloudConfigError, load_cloud_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "kubeflow" / "cloud.example.yaml"
@@ -36,10 +36,16 @@ def test_example_config_loads_and_builds_dataflow_beam_args() -> None:
     assert "--temp_location=gs://my-gcp-project-tfx-canary/tmp" in args
 
 
-def test_dataflow_off_keeps_the_local_beam_args(tmp_path: Path) -> None:
+def test_dataflow_off_keeps_the_local_beam_args_with_the_images_setup_file(tmp_path: Path) -> None:
     path = write_config(tmp_path, dataflow={"enabled": False})
     cloud = load_cloud_config(path, environ={})
-    assert cloud.beam_args(("--runner=FnApiRunner",)) == ("--runner=FnApiRunner",)
+    # declared, so TFX does not build an sdist of tfx in each Beam component's container
+    assert cloud.beam_args(("--runner=FnApiRunner",)) == (
+        "--runner=FnApiRunner",
+        f"--setup_file={IMAGE_SETUP_FILE}",
+    )
+    declared = ("--runner=FnApiRunner", "--extra_package=gs://b/p.tar.gz")
+    assert cloud.beam_args(declared) == declared
 
 
 def test_environment_overrides_top_level_values() -> None:

@@ -23,8 +23,8 @@ from components.window_ingest.executor import Executor
 from components.window_ingest.ingest import find_span_files
 from components.window_ingest.window import DATA_FINGERPRINT, data_fingerprint, latest, present_spans
 from pipeline import data
-from pipeline.config import DEFAULT_BEAM_ARGS, load_config
-from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG, with_dependencies
+from pipeline.config import DEFAULT_BEAM_ARGS, load_config, with_dependencies
+from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
 
 ROWS_PER_SPAN = 120  # ~30 eval rows: above the schema's 20-example minimum
 # the project declared as the workers' dependency, as a run declares it: else TFX builds an sdist of tfx

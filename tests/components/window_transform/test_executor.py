@@ -23,8 +23,8 @@ from components.window_transform.executor import _cannot_reuse
 from components.window_transform.keys import dataset_key, per_span
 from models import warm_start
 from pipeline import data
-from pipeline.config import DEFAULT_BEAM_ARGS, load_config
-from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG, with_dependencies
+from pipeline.config import DEFAULT_BEAM_ARGS, load_config, with_dependencies
+from pipeline.pipeline import _INPUT_CONFIG, _OUTPUT_CONFIG
 
 ROWS_PER_SPAN = 120
 # the project declared as the workers' dependency, as a run declares it: else TFX builds an sdist of tfx
