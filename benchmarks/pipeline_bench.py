@@ -66,14 +66,8 @@ def _child_ours(
     result = run_pipeline(config)
     seconds = time.monotonic() - started
     print(f"  {result.reason}; {result.transform}; {result.training}", flush=True)
-    _print_profile(result.components)
-    return {"seconds": seconds, "metrics": result.metrics}
-
-
-def _print_profile(components: list) -> None:
-    """Seconds per component, slowest first."""
-    shown = ", ".join(f"{run.name} {run.seconds:.1f}" for run in sorted(components, key=lambda r: -r.seconds))
-    print(f"  seconds per component: {shown}", flush=True)
+    components = {run.name: run.seconds for run in result.components}
+    return {"seconds": seconds, "metrics": result.metrics, "components": components}
 
 
 def _child_tfx_example(home: Path, beam: list[str]) -> dict:
@@ -105,7 +99,7 @@ def _child_tfx_example(home: Path, beam: list[str]) -> dict:
         started = time.monotonic()
         tfx_v1.orchestration.LocalDagRunner().run(pipeline)
         seconds = time.monotonic() - started
-    return {"seconds": seconds, "metrics": {}}
+    return {"seconds": seconds, "metrics": {}, "components": {}}
 
 
 @contextlib.contextmanager
@@ -125,8 +119,9 @@ def fd_to(path: Path, fd: int = 1):
             os.close(saved)
 
 
-def _measure(case: str, model: str) -> tuple[float, float, float, dict]:
-    """(seconds inside the run, whole-process seconds, peak RSS MiB, metrics) of one case in a subprocess."""
+def _measure(case: str, model: str) -> tuple[float, float, float, dict, dict]:
+    """(seconds inside the run, whole-process seconds, peak RSS MiB, metrics, seconds per component) of
+    one case in a subprocess."""
     home = Path(tempfile.mkdtemp(prefix=f"bench-{case}-"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_ENABLE_FORK_SUPPORT": "false"}
     result_file = home / "seconds"
@@ -147,7 +142,7 @@ def _measure(case: str, model: str) -> tuple[float, float, float, dict]:
         raise RuntimeError(f"case {case} failed (exit status {status}); rerun with --child to see why")
     outcome = json.loads(result_file.read_text())
     shutil.rmtree(home, ignore_errors=True)
-    return outcome["seconds"], wall, usage.ru_maxrss / 1024, outcome["metrics"]
+    return outcome["seconds"], wall, usage.ru_maxrss / 1024, outcome["metrics"], outcome["components"]
 
 
 def main() -> int:
@@ -175,15 +170,19 @@ def main() -> int:
         args.result.write_text(json.dumps(children[args.child]()))
         return 0
 
-    rows, metrics = {}, {}
-    for case in args.cases.split(","):
-        runs = []
-        for attempt in range(args.repeats):
+    # Repeats go round the cases (A B C, A B C, ...), so a machine that slows down for a while weighs on
+    # every case alike instead of on whichever ran then.
+    cases = args.cases.split(",")
+    runs: dict[str, list] = {case: [] for case in cases}
+    for attempt in range(args.repeats):
+        for case in cases:
             print(f"{case}: run {attempt + 1}/{args.repeats} ...", flush=True)
-            runs.append(_measure(case, args.model))
-            print(f"{case}: {runs[-1][0]:.1f} s in the pipeline, {runs[-1][2]:.0f} MiB peak RSS", flush=True)
-        rows[case] = tuple(statistics.median(r[i] for r in runs) for i in range(3))
-        metrics[case] = {k: statistics.median(r[3][k] for r in runs if k in r[3]) for k in runs[0][3]}
+            runs[case].append(_measure(case, args.model))
+            seconds, _, rss, _, components = runs[case][-1]
+            print(f"{case}: {seconds:.1f} s in the pipeline, {rss:.0f} MiB peak RSS", flush=True)
+            _print_profile("  seconds per component", components)
+    rows = {case: tuple(statistics.median(r[i] for r in runs[case]) for i in range(3)) for case in cases}
+    metrics = {case: _medians([r[3] for r in runs[case]]) for case in cases}
 
     reference = rows.get("tfx-example")
     print(f"\n{'case':<16} {'pipeline s':>10} {'process s':>10} {'peak MiB':>9} {'vs tfx-example':>15}")
@@ -192,9 +191,26 @@ def main() -> int:
         print(f"{case:<16} {seconds:>10.1f} {wall:>10.1f} {rss:>9.0f} {ratio:>15}")
     if "ours" in rows and "retrain" in rows:
         print(f"retrain / first run: {rows['retrain'][0] / rows['ours'][0]:.2f}")
+    for case in cases:
+        _print_profile(f"{case}, seconds per component (medians)", _medians([r[4] for r in runs[case]]))
     if "retrain" in metrics and "retrain-cold" in metrics:
         _print_guard(metrics["retrain"], metrics["retrain-cold"])
     return 0
+
+
+def _print_profile(label: str, components: dict) -> None:
+    """Seconds per component, slowest first (nothing when there are none: TFX's own example)."""
+    if not components:
+        return
+    slowest_first = sorted(components.items(), key=lambda item: -item[1])
+    shown = ", ".join(f"{name} {seconds:.1f}" for name, seconds in slowest_first)
+    print(f"{label}: {shown}", flush=True)
+
+
+def _medians(dicts: list[dict]) -> dict:
+    """Per key, the median of the values the dicts have for it."""
+    keys = {key for d in dicts for key in d}
+    return {key: statistics.median(d[key] for d in dicts if key in d) for key in sorted(keys)}
 
 
 def _print_guard(warm: dict, cold: dict) -> None:
