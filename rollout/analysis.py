@@ -61,10 +61,15 @@ def side_from(
     return Side(requests, errors, p99_s, predictions)
 
 
+# The fewest samples above a tail quantile (and so the slow answers a small window can fail on).
+CLEAR_SAMPLES = 5
+
+
 def tail_quantile(requests: float) -> float:
-    """p99, but never a quantile with fewer than 5 samples above it: on a small window p99 is just the
-    maximum, and one cold first call would decide the verdict."""
-    return min(0.99, max(0.5, 1 - 5 / requests)) if requests else 0.99
+    """p99, but never a quantile with fewer than ``CLEAR_SAMPLES`` samples above it once there are
+    twice as many: on a small window p99 is just the maximum, and one cold first call would decide the
+    verdict."""
+    return min(0.99, max(0.5, 1 - CLEAR_SAMPLES / requests)) if requests else 0.99
 
 
 def js_divergence(p: dict[float, float], q: dict[float, float]) -> float | None:
@@ -103,19 +108,64 @@ def analyse(stable: Side, canary: Side, criteria: Criteria) -> dict:
             "canary": histogram_json(canary.predictions),
         },
     }
-    reasons = []
+    errors, slow = _errors(stable, canary, criteria), _slow(stable, canary, criteria)
     if min(stable.requests, canary.requests) < criteria.min_requests:
-        reasons.append(
+        # Too few samples to pass, but maybe enough to fail: a slow canary's shadow answers come back
+        # few (the router keeps only a few in flight), and it would otherwise hold its step forever.
+        clear = [reason for reason in _clearly_worse(stable, canary, criteria, errors, slow) if reason]
+        if clear:
+            few = f"clear on {canary.requests:.0f} canary samples (fewer than {criteria.min_requests})"
+            return {"verdict": "fail", "reasons": [*clear, few], **metrics}
+        reasons = [
             f"too few samples: stable {stable.requests:.0f}, canary {canary.requests:.0f} "
             f"(need {criteria.min_requests} each)"
-        )
+        ]
         return {"verdict": "inconclusive", "reasons": reasons, **metrics}
-    if canary.error_rate > stable.error_rate + criteria.max_error_rate_increase:
-        reasons.append(f"error rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}")
-    if canary.p99_s is not None and stable.p99_s is not None:
-        allowed = max(stable.p99_s * criteria.max_p99_ratio, stable.p99_s + criteria.p99_slack_s)
-        if canary.p99_s > allowed:
-            reasons.append(f"p99 latency {canary.p99_s * 1000:.1f} ms vs stable {stable.p99_s * 1000:.1f} ms")
+    reasons = [reason for reason in (errors, slow) if reason]
     if divergence is not None and divergence > criteria.max_divergence:
         reasons.append(f"prediction distribution diverges (JS {divergence:.3f} > {criteria.max_divergence})")
     return {"verdict": "fail" if reasons else "pass", "reasons": reasons, **metrics}
+
+
+# A window with too few samples fails only on what a canary within the criteria would show less often.
+CLEAR_CHANCE = 0.001
+
+
+def _clearly_worse(stable: Side, canary: Side, criteria: Criteria, errors: str, slow: str) -> list[str]:
+    """The failures a window too small to pass already shows beyond chance.
+
+    With the stable side at ``min_requests``: the canary's errors, if that many errors among its samples
+    would come up less than ``CLEAR_CHANCE`` of the time at the highest error rate the criteria allow;
+    its tail latency, once it has ``2 * CLEAR_SAMPLES`` samples (its tail quantile then leaves
+    ``CLEAR_SAMPLES`` of them above it, all slower than allowed), if that many answers above a p99 within
+    the criteria (1 % of answers) would come up less than ``CLEAR_CHANCE`` of the time.
+    """
+    if stable.requests < criteria.min_requests:
+        return []
+    n = round(canary.requests)
+    allowed_error_rate = min(1.0, stable.error_rate + criteria.max_error_rate_increase)
+    clear_errors = errors and _binomial_tail(round(canary.errors), n, allowed_error_rate) < CLEAR_CHANCE
+    clear_slow = slow and n >= 2 * CLEAR_SAMPLES and _binomial_tail(CLEAR_SAMPLES, n, 0.01) < CLEAR_CHANCE
+    return [errors if clear_errors else "", slow if clear_slow else ""]
+
+
+def _binomial_tail(k: int, n: int, p: float) -> float:
+    """The chance of ``k`` or more successes in ``n`` trials of chance ``p``."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(max(k, 0), n + 1))
+
+
+def _errors(stable: Side, canary: Side, criteria: Criteria) -> str:
+    """Why the canary's error rate is too high, or ``""``."""
+    if canary.error_rate > stable.error_rate + criteria.max_error_rate_increase:
+        return f"error rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}"
+    return ""
+
+
+def _slow(stable: Side, canary: Side, criteria: Criteria) -> str:
+    """Why the canary's tail latency is too high, or ``""``."""
+    if canary.p99_s is None or stable.p99_s is None:
+        return ""
+    allowed = max(stable.p99_s * criteria.max_p99_ratio, stable.p99_s + criteria.p99_slack_s)
+    if canary.p99_s > allowed:
+        return f"p99 latency {canary.p99_s * 1000:.1f} ms vs stable {stable.p99_s * 1000:.1f} ms"
+    return ""

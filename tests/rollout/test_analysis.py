@@ -14,6 +14,28 @@ def test_too_few_samples_is_inconclusive_never_pass():
     assert result["verdict"] == "inconclusive" and "too few samples" in result["reasons"][0]
 
 
+def test_a_small_window_fails_a_canary_that_is_clearly_worse_and_never_passes_one():
+    criteria = Criteria(min_requests=100, p99_slack_s=0.15)
+    stable = sided(400, p99=0.01)
+    # a canary answering in 0.9 s: 13 shadow answers came back (its tail quantile leaves 5 above it)
+    slow = analyse(stable, sided(13, p99=0.9), criteria)
+    assert slow["verdict"] == "fail" and "p99" in slow["reasons"][0], slow["reasons"]
+    assert slow["reasons"][-1] == "clear on 13 canary samples (fewer than 100)"
+    # with fewer than 10 its tail quantile is the median: not enough slow answers to tell
+    assert analyse(stable, sided(8, p99=0.9), criteria)["verdict"] == "inconclusive"
+    # 90 samples with 5 above the allowed p99 happen 1 time in 460 for a canary within the criteria
+    assert analyse(stable, sided(90, p99=0.9), criteria)["verdict"] == "inconclusive"
+    # errors: 5 of 6 is clear against a stable side without errors; 1 of 20 is not (18 % by chance at 1 %)
+    errors = analyse(stable, sided(6, errors=5), criteria)
+    assert errors["verdict"] == "fail" and "error rate" in errors["reasons"][0]
+    assert analyse(stable, sided(20, errors=1), criteria)["verdict"] == "inconclusive"
+    # against a stable side that errs too, 5 errors of 40 (12 %) are within reach of chance at 11 %
+    assert analyse(sided(400, errors=40), sided(40, errors=5), criteria)["verdict"] == "inconclusive"
+    # a stable side with too few samples judges nothing; a good canary on few samples never passes
+    assert analyse(sided(50, p99=0.01), sided(13, p99=0.9), criteria)["verdict"] == "inconclusive"
+    assert analyse(stable, sided(60), criteria)["verdict"] == "inconclusive"
+
+
 def test_verdicts():
     criteria = Criteria(min_requests=100)
     assert analyse(sided(200), sided(200), criteria)["verdict"] == "pass"
