@@ -14,8 +14,9 @@ install:
 run: install
 	@$(BIN)/tfx-canary demo $(DEMO_ARGS)
 
-# All tests, on TEST_WORKERS processes (pytest-xdist), one test file at a time each, in collection
-# order (tests/conftest.py puts the end-to-end files first). TEST_WORKERS=0 runs them in this process.
+# All tests, on TEST_WORKERS processes (pytest-xdist), one test file at a time each; tests/conftest.py
+# starts the long files first and keeps two of them off one worker. TEST_WORKERS=0 runs them in this
+# process.
 # Three workers on two cores: the end-to-end files wait on servers and rollout steps ~40 % of the time
 # (README, benchmark table). pytest exits 5 when it collects nothing: treat that as a failure, loudly.
 TEST_WORKERS ?= 3

@@ -1,4 +1,5 @@
-"""Process-wide settings every test needs before TensorFlow or Beam is imported."""
+"""Process-wide settings every test needs before TensorFlow or Beam is imported, and the order the
+test files run in under ``make test`` (pytest-xdist, ``--dist loadfile``)."""
 
 import os
 
@@ -11,8 +12,53 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # gRPC fork support deadlocks Beam's worker processes (TFX 1.21 release notes).
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
+# The long test files, longest first, by the worker-seconds each took in `make test` on the 2-core
+# machine (`--durations=0`, December 2026). They start first and on workers of their own; a stale entry
+# only makes the order a little worse.
+LONG_FILES = (
+    "tests/pipeline/test_pipeline_e2e.py",  # 148 s
+    "tests/test_production_topology.py",  # 140 s
+    "tests/scheduler/test_daemon_pipeline.py",  # 93 s
+    "tests/test_wine_e2e.py",  # 57 s
+    "tests/components/window_transform/test_executor.py",  # 54 s
+    "tests/examples/test_library_pipeline.py",  # 38 s
+    "tests/tfx_canary/test_demo.py",  # 35 s
+)
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
 
 def pytest_collection_modifyitems(items):
-    """End-to-end files first (a stable sort keeps each file's own order): run in parallel
-    (``make test``), the longest work starts first and the short files fill in around it."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+    """The long files first, longest first; a stable sort keeps each file's own order."""
+    rank = {path: index for index, path in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(_file_of(item.nodeid), len(LONG_FILES)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` that keeps two long files off one worker.
+
+    xdist gives a worker its next file as soon as it has two tests or fewer left, so a worker starting a
+    file of one long test (the production topology, the daemon, wine) took the next file in the queue
+    with it, often another long one: one worker ran 383 s of tests while the other two ran 262 s and
+    271 s. Here a worker still busy with a long file is given the next short file instead, and the next
+    long file goes to a worker whose long work is done.
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongFilesApart(LoadFileScheduling):
+        def _assign_work_unit(self, node) -> None:
+            busy_with_long = any(
+                path in LONG_FILES and not all(unit.values())
+                for path, unit in self.assigned_work.get(node, {}).items()
+            )
+            if busy_with_long:
+                short = next((path for path in self.workqueue if path not in LONG_FILES), None)
+                if short is not None:
+                    self.workqueue.move_to_end(short, last=False)
+            super()._assign_work_unit(node)
+
+    return LongFilesApart(config, log)
