@@ -115,8 +115,12 @@ def build_config(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.outcome import summary
-    from pipeline.runner import run_pipeline
+    from tfx_canary.startup import heavy_imports
+
+    with heavy_imports():
+        from pipeline.outcome import summary
+        from pipeline.pipeline import create_pipeline  # noqa: F401  TFX and TFMA, loaded with the rest
+        from pipeline.runner import run_pipeline
 
     config = build_config(args)
     if args.json:  # stdout holds only the answer; the progress lines go to stderr

@@ -73,7 +73,10 @@ def serve(args: argparse.Namespace) -> int:
     # Keras 3 (with scikit-learn, matplotlib and pandas) took 1.5 s more CPU than tf_keras at every
     # start, the load check's child included (``python -X importtime``). Only this process.
     os.environ.setdefault(LEGACY_KERAS_ENV, "1")
-    from serving.server import ModelServer
+    from tfx_canary.startup import heavy_imports
+
+    with heavy_imports():
+        from serving.server import ModelServer
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     server = ModelServer(options)

@@ -1,8 +1,14 @@
 """Process-wide settings every test needs before TensorFlow or Beam is imported, and the order the
 test files run in under ``make test`` (pytest-xdist, ``--dist loadfile``)."""
 
+import gc
 import os
 
+from tfx_canary.startup import freeze_imported
+
+# No garbage collection while the test modules import TensorFlow, TFX and Beam; what they loaded is
+# frozen once collected (tfx_canary.startup: the same start-up as the commands').
+gc.disable()
 # Quiet TensorFlow's C++ start-up chatter; keep warnings and errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras 2 (tf_keras), as every pipeline run in production has it: tf.Transform asks for it on import,
@@ -28,6 +34,15 @@ LONG_FILES = (
 
 def _file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
+
+
+def pytest_configure(config):
+    if config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput"):
+        freeze_imported()  # the xdist controller: it imports no tests and runs none
+
+
+def pytest_collection_finish(session):
+    freeze_imported()
 
 
 def pytest_collection_modifyitems(items):

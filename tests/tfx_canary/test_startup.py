@@ -1,0 +1,31 @@
+"""The commands' start-up: no garbage collection while the heavy modules import, then they are frozen
+(in a fresh interpreter: the test process froze its own at collection)."""
+
+import subprocess
+import sys
+import textwrap
+
+from tests.project import ROOT
+
+
+def test_collection_waits_during_the_imports_then_what_they_loaded_is_frozen_once():
+    script = textwrap.dedent(
+        """
+        import gc
+        from tfx_canary.startup import heavy_imports
+
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+        with heavy_imports():
+            assert not gc.isenabled()
+            import json, email.parser  # something to load
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        frozen = gc.get_freeze_count()
+        with heavy_imports():  # once per process: a second use freezes nothing more
+            assert gc.isenabled()
+        assert gc.get_freeze_count() == frozen
+        print("ok")
+        """
+    )
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
