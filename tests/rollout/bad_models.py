@@ -35,10 +35,10 @@ def write_failing_model(base_path: str | os.PathLike, version: int) -> Path:
 
 
 def write_slow_model(base_path: str | os.PathLike, version: int, delay_ms: int = 80) -> Path:
-    """Answers like the stable fixture (0.5x + 2) but waits ``delay_ms`` first, without using CPU
-    (a sleeping tf.data op). The wait holds one of TensorFlow's inter-op threads (one per core by
-    default), so calls beyond that many at once queue: 24 concurrent 2 s calls on 2 cores took 4 s
-    for the first answer (``tests/serving/test_cli.py`` relies on that backlog)."""
+    """Answers like the stable fixture (0.5x + 2) but waits first, without using CPU (a sleeping
+    tf.data op). It answers one call at a time, each after about twice ``delay_ms``: with 300 ms, four
+    calls at once from Python threads came back after 0.6, 1.2, 1.8 and 2.4 s. So calls beyond one queue
+    (``tests/serving/test_cli.py`` relies on that backlog: 24 calls at 2 s, the first answer after 4 s)."""
     import tensorflow as tf
     from tensorflow.python.data.experimental.ops import testing
 
