@@ -106,6 +106,16 @@ def children_of_this_process() -> set[int]:
     return found
 
 
+def new_children(before: set[int], count: int, timeout_s: float = 10.0) -> set[int]:
+    """The load check's processes started since ``before``, once there are ``count`` of them: a child's
+    ``/proc/<pid>/environ`` reads empty until its exec has set up the new image, which can be a moment
+    after Popen returns on a loaded machine."""
+    deadline = time.monotonic() + timeout_s
+    while len(started := children_of_this_process() - before) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return started
+
+
 def running(pid: int) -> bool:
     """Whether ``pid`` is alive (a zombie waiting to be reaped has exited)."""
     try:

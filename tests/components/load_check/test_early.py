@@ -7,7 +7,7 @@ from components.load_check import early
 from components.load_check.check import Budget
 from components.load_check.executor import _check
 from fixtures.models import write_fixture_model
-from tests.components.load_check.test_check import children_of_this_process, running, x_requests
+from tests.components.load_check.test_check import children_of_this_process, new_children, running, x_requests
 
 
 def test_nothing_started_means_nothing_to_take():
@@ -22,7 +22,7 @@ def test_the_check_runs_on_the_early_server_which_the_runner_stops(tmp_path):
     with early.early_server() as start:
         start()
         start()  # once: a second call starts nothing more
-        [pid] = children_of_this_process() - before
+        [pid] = new_children(before, 1)
         report = _check(str(model), "early", x_requests(), Budget(latency_ms=2000), str(log))
         assert report.blessed, report.reason
         assert early.take() is None  # taken by the check: a second check would start its own
@@ -36,6 +36,6 @@ def test_an_early_server_not_taken_is_stopped_too():
     before = children_of_this_process()
     with early.early_server() as start:
         start()
-        assert len(children_of_this_process() - before) == 1
+        assert len(new_children(before, 1)) == 1
     assert children_of_this_process() == before
     assert early.take() is None
