@@ -4,6 +4,8 @@ test files run in under ``make test`` (pytest-xdist, ``--dist loadfile``)."""
 import gc
 import os
 
+import pytest
+
 from tfx_canary.startup import freeze_imported
 
 # No garbage collection while the test modules import TensorFlow, TFX and Beam; what they loaded is
@@ -51,6 +53,7 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(_file_of(item.nodeid), len(LONG_FILES)))
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without the plugin, nothing to schedule
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` that keeps two long files off one worker.
 
