@@ -128,7 +128,10 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
         return result
     finish_pending_release(config, say)
 
+    from pipeline import beam_views
     from pipeline.pipeline import create_pipeline
+
+    beam_views.install()  # the components' Beam pipelines build faster
 
     log_file = Path(config.pipeline_root) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     result.log_file = str(log_file)

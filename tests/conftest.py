@@ -3,6 +3,7 @@ test files run in under ``make test`` (pytest-xdist, ``--dist loadfile``)."""
 
 import gc
 import os
+import sys
 
 import pytest
 
@@ -44,6 +45,10 @@ def pytest_configure(config):
 
 
 def pytest_collection_finish(session):
+    if "apache_beam" in sys.modules:  # as a pipeline run does: the executor tests build Beam pipelines too
+        from pipeline import beam_views
+
+        beam_views.install()
     freeze_imported()
 
 
