@@ -72,6 +72,9 @@ def create_pipeline(
             schema=schema_gen.outputs["schema"],
             preprocessing_fn=preprocessing_fn,
             custom_config=custom_config,
+            # Pre/post-transform statistics gate nothing here (ExampleValidator checked the span above)
+            # and cost two more statistics passes over the data.
+            disable_statistics=True,
         )
         trainer = tfx.components.Trainer(
             run_fn=run_fn,
