@@ -31,5 +31,9 @@ RUN python -m pip install --no-cache-dir /tfx-canary \
     && python -c "import tfx_canary, pipeline, components, models, scaffold, release, serving, rollout, observe, scheduler, kubeflow, fixtures" \
     && tfx-canary --help > /dev/null
 
+# Keras 2 (tf_keras) in every step, as on the one-machine run, where tf.Transform's import asks for it
+# before anything touches tf.keras: the Trainer's warm-start weights and the exported signatures then
+# come from the same Keras whichever module a step's entrypoint imports first.
 ENV PYTHONUNBUFFERED=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    TF_USE_LEGACY_KERAS=1

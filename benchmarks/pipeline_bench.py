@@ -45,6 +45,9 @@ def _child_ours(
     model: str, home: Path, beam: list[str], spans: int, retrain: bool, warm: bool = True
 ) -> dict:
     """Run our pipeline; with ``retrain``, time only the run after adding the last span."""
+    from tfx_canary.startup import use_keras_2
+
+    use_keras_2()  # as the tfx-canary command does
     from pipeline import data
     from pipeline.config import load_config
     from pipeline.runner import run_pipeline

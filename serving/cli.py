@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 # of 6000 requests: 1626-1671 QPS at 5 ms, 1911-1916 at 20 ms; no change at concurrency 1. Only this
 # process: in-process servers leave the host application's setting alone.
 GIL_SWITCH_INTERVAL_SECONDS = 0.02
-LEGACY_KERAS_ENV = "TF_USE_LEGACY_KERAS"
 
 
 def register(subparsers) -> None:
@@ -69,11 +68,9 @@ def serve(args: argparse.Namespace) -> int:
         print_version()
         return 0
     options = options_from_args(args)  # FlagError: a usage error (exit 2), before TensorFlow is imported
-    # The server calls SavedModel signatures and never Keras, yet importing TensorFlow imports a Keras:
-    # Keras 3 (with scikit-learn, matplotlib and pandas) took 1.5 s more CPU than tf_keras at every
-    # start, the load check's child included (``python -X importtime``). Only this process.
-    os.environ.setdefault(LEGACY_KERAS_ENV, "1")
-    from tfx_canary.startup import heavy_imports
+    from tfx_canary.startup import heavy_imports, use_keras_2
+
+    use_keras_2()  # the server never calls Keras; Keras 3 took 1.5 CPU-s more at every start
 
     with heavy_imports():
         from serving.server import ModelServer

@@ -7,17 +7,15 @@ import sys
 
 import pytest
 
-from tfx_canary.startup import freeze_imported
+from tfx_canary.startup import freeze_imported, use_keras_2
 
 # No garbage collection while the test modules import TensorFlow, TFX and Beam; what they loaded is
 # frozen once collected (tfx_canary.startup: the same start-up as the commands').
 gc.disable()
 # Quiet TensorFlow's C++ start-up chatter; keep warnings and errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Keras 2 (tf_keras), as every pipeline run in production has it: tf.Transform asks for it on import,
-# which comes too late in a test process where another module touched tf.keras first (in-process
-# pipeline runs then trained Keras 3 models).
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# Keras 2 (tf_keras), as every command has it (tfx_canary.startup).
+use_keras_2()
 # gRPC fork support deadlocks Beam's worker processes (TFX 1.21 release notes).
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from tfx_canary import __version__, logs
 from tfx_canary.errors import EXIT_CODES_HELP, EXIT_FAILED, CanaryError
 from tfx_canary.home import Home
+from tfx_canary.startup import use_keras_2
 
 log = logging.getLogger("tfx_canary")
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_keras_2()  # before any command imports TensorFlow
     if logs.configured():  # a command running another in-process (the demo printing `status`)
         return _run(args, None)
     quiet = getattr(args, "quiet", True) and not args.verbose

@@ -105,3 +105,12 @@ def test_image_installs_the_users_project_from_a_build_arg() -> None:
     assert f"python -m pip install --no-cache-dir {IMAGE_USER_PROJECT_DIR}" in run
     # No project given: nothing of it is copied or installed.
     assert 'if [ -n "$USER_PROJECT" ]; then' in run
+
+
+def test_image_steps_train_with_keras_2_as_the_local_run_does() -> None:
+    """Each step's entrypoint imports TensorFlow in its own order; the ENV pins the Keras of the commands."""
+    from tfx_canary.startup import KERAS_2_ENV
+
+    steps = instructions(ROOT / "Dockerfile")
+    env = " ".join(args for kind, args in steps if kind == "ENV").split()
+    assert f"{KERAS_2_ENV}=1" in env

@@ -29,3 +29,22 @@ def test_collection_waits_during_the_imports_then_what_they_loaded_is_frozen_onc
     command = [sys.executable, "-c", script]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_every_command_trains_with_keras_2_whatever_it_imports_first():
+    """``import pipeline.pipeline`` alone touches tf.keras before tf.Transform could ask for Keras 2."""
+    script = textwrap.dedent(
+        """
+        import os
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        from tfx_canary import cli
+        assert cli.main(["serve", "--version"]) == 0  # any command; this one imports no TensorFlow
+        import pipeline.pipeline
+        import tensorflow as tf
+        print(tf.keras.Model.__module__.split(".")[0])
+        """
+    )
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "tf_keras"
