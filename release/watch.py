@@ -19,6 +19,7 @@ from rich.text import Text
 
 from release import progress as record
 from tfx_canary.live import LiveOutput
+from tfx_canary.signals import stop_on_signals
 
 STALE_S = 15.0  # a running rollout rewrites its progress every second
 RECENT_S = 600.0  # a finished rollout stays on show this long, even once its canary is gone
@@ -68,15 +69,14 @@ def watch_status(
         return _redraw(rows, releases_dir, interval_s, output, stop)
     timers: list[threading.Timer] = []
 
-    def on_signal(signum: int, _frame) -> None:
-        stop.set()
+    def exit_later(signum: int) -> None:
         # a redraw blocked on a stalled terminal never returns: exit without it (and without a
         # message, since stderr may be that same terminal)
         timers.append(threading.Timer(STOP_GRACE_S, os._exit, args=(128 + signum,)))
         timers[-1].daemon = True
         timers[-1].start()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = stop_on_signals(stop, also=exit_later)
     try:
         return _redraw(rows, releases_dir, interval_s, output, stop)
     finally:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 
 from tfx_canary.options import add_home, add_server, serving_paths
+from tfx_canary.signals import stop_on_signals
 
 DEFAULT_PLAN = "shadow=60s,5%=60s,25%=60s,50%=60s,100%=60s"
 
@@ -33,8 +33,7 @@ def route(args: argparse.Namespace) -> int:
         flush=True,
     )
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     stop.wait()
     router.stop()
     return 0
@@ -112,8 +111,7 @@ def controller(args: argparse.Namespace) -> int:
         )
 
     service = ControllerService(make_target, metrics_source(args), settings, holder)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, service.stop)
+    stop_on_signals(service.stop_event)
     print(f"controller {holder} watching {serving_root} (server {args.server})", flush=True)
     return service.serve_forever(serving_root)
 

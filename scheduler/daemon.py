@@ -49,6 +49,7 @@ from scheduler.cron import CronSchedule, parse_vertex_cron
 from tfx_canary.errors import EXIT_OK, EXIT_REFUSED
 from tfx_canary.home import Home
 from tfx_canary.process import die_with_parent
+from tfx_canary.signals import stop_on_signals
 
 logger = logging.getLogger("tfx_canary.scheduler")
 
@@ -446,6 +447,5 @@ def settings_from_args(args: argparse.Namespace) -> SchedulerSettings:
 
 def run_daemon_from_args(args: argparse.Namespace) -> int:
     scheduler = LocalScheduler(settings_from_args(args))
-    signal.signal(signal.SIGTERM, scheduler.stop)
-    signal.signal(signal.SIGINT, scheduler.stop)
+    stop_on_signals(scheduler._stop)
     return scheduler.serve_forever()

@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 
+from tfx_canary.signals import stop_on_signals
+
 log = logging.getLogger(__name__)
 
 # How long a thread may hold the GIL while another waits (Python's default is 5 ms). The serve process
@@ -85,14 +87,13 @@ def serve(args: argparse.Namespace) -> int:
     log.info("GIL switch interval: %g ms", sys.getswitchinterval() * 1000)
     stop = threading.Event()
 
-    def on_signal(signum, _frame) -> None:
-        log.info("Received %s: draining in-flight requests, then exiting", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stop.wait(0.5):
-        pass
+    stop_on_signals(
+        stop,
+        also=lambda signum: log.info(
+            "Received %s: draining in-flight requests, then exiting", signal.Signals(signum).name
+        ),
+    )
+    stop.wait()
     server.stop(grace_seconds=args.drain_seconds)
     from serving.servable import RUNNING
 

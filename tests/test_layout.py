@@ -78,6 +78,7 @@ LEAVES = (
     "tfx_canary.home",
     "tfx_canary.logs",
     "tfx_canary.process",
+    "tfx_canary.signals",
     "tfx_canary.startup",
     "serving.paths",
     "models.catalog",
