@@ -1,8 +1,10 @@
-"""Process-wide settings every test needs before TensorFlow or Beam is imported, and the order the
-test files run in under ``make test`` (pytest-xdist, ``--dist loadfile``)."""
+"""Process-wide settings every test needs before TensorFlow or Beam is imported, the order the test
+files run in under ``make test`` (pytest-xdist, ``--dist loadfile``), and what the workers share."""
 
+import fcntl
 import gc
 import os
+import shutil
 import sys
 
 import pytest
@@ -48,6 +50,31 @@ def pytest_collection_finish(session):
 
         beam_views.install()
     freeze_imported()
+
+
+@pytest.fixture(scope="session")
+def taxi_transforms(tmp_path_factory) -> dict:
+    """Both taxi models' tf.Transform graphs over ``fixtures.taxi.ROWS`` rows: model -> (serialized
+    rows, TFTransformOutput), read only.
+
+    Analyzed once per test run, not once per worker and file: the first worker to ask writes them under
+    the run's shared temporary directory, holding a lock the others wait on (each analysis is a Beam
+    pipeline of about 5 CPU-s; the model and payload tests took four to six of them).
+    """
+    from fixtures.taxi import open_transforms, transform_models
+
+    run_dir = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_dir = run_dir.parent  # the xdist run's own directory, above each worker's
+    shared = run_dir / "taxi_transforms"
+    out_dirs = {model: str(shared / model) for model in ("taxi_tips", "taxi_fare")}
+    with open(run_dir / "taxi_transforms.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "done").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # what a worker that failed half-way left
+            transform_models(out_dirs)
+            (shared / "done").touch()
+    return open_transforms(out_dirs)
 
 
 def pytest_collection_modifyitems(items):

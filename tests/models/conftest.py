@@ -1,17 +1,17 @@
-"""A real tf.Transform output over a few taxi rows, shared by the model tests (built by fixtures.taxi)."""
+"""A real tf.Transform output over a few taxi rows per model (``taxi_transforms``, tests/conftest.py)."""
 
 import pytest
 
-from fixtures.taxi import ROWS, custom_config, raw_rows, taxi_spec, to_example, transform_rows
+from fixtures.taxi import ROWS, custom_config, raw_rows, taxi_spec, to_example
 
-__all__ = ["ROWS", "custom_config", "raw_rows", "taxi_spec", "to_example", "transform_rows"]
-
-
-@pytest.fixture(scope="session")
-def tips_transform(tmp_path_factory):
-    return transform_rows("taxi_tips", str(tmp_path_factory.mktemp("tips_transform")))
+__all__ = ["ROWS", "custom_config", "raw_rows", "taxi_spec", "to_example"]
 
 
 @pytest.fixture(scope="session")
-def fare_transform(tmp_path_factory):
-    return transform_rows("taxi_fare", str(tmp_path_factory.mktemp("fare_transform")))
+def tips_transform(taxi_transforms):
+    return taxi_transforms["taxi_tips"]
+
+
+@pytest.fixture(scope="session")
+def fare_transform(taxi_transforms):
+    return taxi_transforms["taxi_fare"]

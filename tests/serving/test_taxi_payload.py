@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
 )
 
 from fixtures.contract import write_model_config
-from fixtures.taxi import raw_rows, serving_raw_inputs, to_example, transform_models, write_taxi_model
+from fixtures.taxi import raw_rows, serving_raw_inputs, to_example, write_taxi_model
 from models import features
 
 from .conftest import http_request, start_server
@@ -33,11 +33,10 @@ ROWS = 8  # rows 0-7 of the sample lack coordinates, community areas and (some) 
 
 
 @pytest.fixture(scope="module")
-def taxi(tmp_path_factory):
+def taxi(tmp_path_factory, taxi_transforms):
     """Both models exported as version 1 under one serving dir, a server on them, and direct handles."""
     root = tmp_path_factory.mktemp("taxi")
-    transforms = transform_models({m: str(root / f"{m}_transform") for m in (TIPS, FARE)})
-    for model, transform in transforms.items():
+    for model, transform in taxi_transforms.items():
         write_taxi_model(root / "serving" / model, 1, model, transform)
     config = write_model_config(
         root / "models.config", {m: {"base_path": root / "serving" / m} for m in (TIPS, FARE)}
