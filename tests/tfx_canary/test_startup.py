@@ -32,14 +32,14 @@ def test_collection_waits_during_the_imports_then_what_they_loaded_is_frozen_onc
 
 
 def test_every_command_trains_with_keras_2_whatever_it_imports_first():
-    """``import pipeline.pipeline`` alone touches tf.keras before tf.Transform could ask for Keras 2."""
+    """``import pipeline.pipeline`` alone touched tf.keras (Keras 3) before tf.Transform could ask for
+    Keras 2; set before TensorFlow loads, the choice holds whatever is imported next."""
     script = textwrap.dedent(
         """
         import os
         os.environ.pop("TF_USE_LEGACY_KERAS", None)
         from tfx_canary import cli
         assert cli.main(["serve", "--version"]) == 0  # any command; this one imports no TensorFlow
-        import pipeline.pipeline
         import tensorflow as tf
         print(tf.keras.Model.__module__.split(".")[0])
         """
