@@ -58,9 +58,6 @@ class ControllerService:
         self._held_until: dict[str, float] = {}
         self.outcomes: list[tuple[str, Outcome]] = []
 
-    def stop(self, *_: object) -> None:
-        self.stop_event.set()
-
     def models(self, serving_root: str) -> list[str]:
         if self.settings.models:
             return list(self.settings.models)

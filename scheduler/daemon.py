@@ -184,13 +184,10 @@ class LocalScheduler:
         self.lock = RunLock(settings.state_dir / "run.lock")
         self.state_path = settings.state_dir / "state.json"
         self.running_path = settings.state_dir / "running.json"
-        self._stop = threading.Event()
+        self.stop_event = threading.Event()
         self._child: subprocess.Popen | None = None
         self._last_note = ""
         self.runs = 0
-
-    def stop(self, *_: object) -> None:
-        self._stop.set()
 
     def _note(self, message: str) -> None:
         """Log a decision to do nothing at INFO once; the same decision on later polls at DEBUG only."""
@@ -208,14 +205,14 @@ class LocalScheduler:
 
     def _sleep_until_next_check(self) -> None:
         if self.settings.cron is None:
-            self._stop.wait(self.settings.poll_seconds)
+            self.stop_event.wait(self.settings.poll_seconds)
             return
         now = dt.datetime.now().astimezone()
         wake = self.settings.cron.next_after(now)
         logger.info(
             "Next check at %s (cron %s)", wake.isoformat(timespec="minutes"), self.settings.cron.expression
         )
-        self._stop.wait(max(0.0, (wake - now).total_seconds()))
+        self.stop_event.wait(max(0.0, (wake - now).total_seconds()))
 
     def serve_forever(self) -> int:
         logger.info(
@@ -224,14 +221,14 @@ class LocalScheduler:
             self.settings.data_root,
             shlex.join(self.settings.run_command),
         )
-        while not self._stop.is_set():
+        while not self.stop_event.is_set():
             self.check_once()
             if self.settings.once:
                 break
             if self.settings.max_runs is not None and self.runs >= self.settings.max_runs:
                 logger.info("Reached --max-runs=%d; stopping", self.settings.max_runs)
                 break
-            if not self._stop.is_set():
+            if not self.stop_event.is_set():
                 self._sleep_until_next_check()
         logger.info("Local scheduler stopped")
         return 0
@@ -400,7 +397,7 @@ class LocalScheduler:
                     try:
                         return child.wait(timeout=0.5)
                     except subprocess.TimeoutExpired:
-                        if self._stop.is_set():
+                        if self.stop_event.is_set():
                             self._terminate(child)
                             return None
             finally:
@@ -447,5 +444,5 @@ def settings_from_args(args: argparse.Namespace) -> SchedulerSettings:
 
 def run_daemon_from_args(args: argparse.Namespace) -> int:
     scheduler = LocalScheduler(settings_from_args(args))
-    stop_on_signals(scheduler._stop)
+    stop_on_signals(scheduler.stop_event)
     return scheduler.serve_forever()
