@@ -128,8 +128,8 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None) -> Ru
         return result
     finish_pending_release(config, say)
 
-    from pipeline import beam_views
     from pipeline.pipeline import create_pipeline
+    from tfx_canary import beam_views
 
     beam_views.install()  # the components' Beam pipelines build faster
 

@@ -46,7 +46,7 @@ def pytest_configure(config):
 
 def pytest_collection_finish(session):
     if "apache_beam" in sys.modules:  # as a pipeline run does: the executor tests build Beam pipelines too
-        from pipeline import beam_views
+        from tfx_canary import beam_views
 
         beam_views.install()
     freeze_imported()

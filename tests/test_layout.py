@@ -74,6 +74,7 @@ FORBIDDEN = {
 }
 # The foundation every stage may use imports nothing of the project.
 LEAVES = (
+    "tfx_canary.beam_views",
     "tfx_canary.errors",
     "tfx_canary.home",
     "tfx_canary.logs",

@@ -52,6 +52,7 @@ from components.window_ingest.window import (
     present_spans,
     write_manifest,
 )
+from tfx_canary import beam_views
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output_dict: dict[str, list[types.Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
+        beam_views.install()  # also where this runs alone (a Vertex step), not under our local runner
         self._log_startup(input_dict, output_dict, exec_properties)
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties["input_config"], input_config)

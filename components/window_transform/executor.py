@@ -30,6 +30,7 @@ from components.window_transform import reuse
 from components.window_transform.keys import per_span
 from components.window_transform.materialize import materialize
 from models import warm_start
+from tfx_canary import beam_views
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Executor(transform_executor.Executor):
     def Do(
         self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict
     ) -> None:
+        beam_views.install()  # also where this runs alone (a Vertex step), not under our local runner
         transform_dir = artifact_utils.get_single_uri(output_dict[keys.TRANSFORM_GRAPH_KEY])
         base = _base_transform(input_dict)
         reusable, analysis = reuse.decide(

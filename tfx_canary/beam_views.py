@@ -10,7 +10,8 @@ same memo (apache/beam#9925, not merged).
 A view holds only that parse and a reference to the options' shared values (``_all_options``), so one
 view per options object and class serves every caller, and a write through any view still lands in the
 shared values. ``install()`` is checked against the Beam in ``requirements/constraints.txt`` and does
-nothing under another one.
+nothing under another one. The local runner installs it for every component; our Beam components'
+executors install it too, for a step that runs alone in its container (Vertex AI, Kubeflow).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Beam's ``PipelineOptions.view_as`` memoized (``pipeline.beam_views``): one view per options object and
+"""Beam's ``PipelineOptions.view_as`` memoized (``tfx_canary.beam_views``): one view per options object and
 class, and every view still reads and writes the options' shared values."""
 
 import apache_beam as beam
@@ -12,8 +12,8 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import beam_views
 from pipeline.config import DEFAULT_BEAM_ARGS
+from tfx_canary import beam_views
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +54,21 @@ def test_another_beam_is_left_as_it_is(monkeypatch):
     monkeypatch.setattr(beam_views, "_installed", False)
     monkeypatch.setattr(beam, "__version__", "2.78.0")
     assert beam_views.install() is False
+
+
+@pytest.mark.parametrize(
+    "module", ["components.window_ingest.executor", "components.window_transform.executor"]
+)
+def test_our_beam_executors_install_it_where_they_run_alone(module, monkeypatch):
+    """A Vertex step runs one executor in TFX's container entrypoint, never our runner's install()."""
+    import importlib
+
+    def unmemoized(self, cls):
+        raise AssertionError("no Beam pipeline should be built here")
+
+    monkeypatch.setattr(beam_views, "_installed", False)
+    monkeypatch.setattr(PipelineOptions, "view_as", unmemoized)
+    executor = importlib.import_module(module).Executor()
+    with pytest.raises(KeyError):  # nothing to ingest or transform: Do stops at its first input
+        executor.Do({}, {}, {})
+    assert beam_views._installed and PipelineOptions.view_as is not unmemoized
