@@ -87,20 +87,22 @@ LEAVES = (
 )
 
 
-def project_imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every absolute import of a project package in ``path``."""
+def absolute_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import in ``path``; ``from a import b`` gives ``a`` and ``a.b``."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        found += [
-            (node.lineno, name) for name in names if name.split(".")[0] in (*PACKAGES, "tests", "benchmarks")
-        ]
+            found += [(node.lineno, node.module)]
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
     return found
+
+
+def project_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import of a project package in ``path``."""
+    ours = (*PACKAGES, "tests", "benchmarks")
+    return [(line, name) for line, name in absolute_imports(path) if name.split(".")[0] in ours]
 
 
 def module_name(path: Path) -> str:
@@ -148,17 +150,7 @@ RUN_PACKAGES = ("pipeline", "components", "models", "scheduler")
 
 def tfx_v1_imports(path: Path) -> list[int]:
     """Lines of ``path`` that import ``tfx.v1`` (``import tfx.v1...`` or ``from tfx import v1``)."""
-    lines = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        if any(_matches(module, "tfx.v1") for module in modules):
-            lines.append(node.lineno)
-    return lines
+    return sorted({line for line, module in absolute_imports(path) if _matches(module, "tfx.v1")})
 
 
 def test_a_pipeline_run_does_not_import_tfx_v1(tmp_path: Path) -> None:
