@@ -29,6 +29,7 @@ from models.catalog import DEFAULT_MODEL
 from tfx_canary.errors import CanaryError, UsageError
 from tfx_canary.options import add_home, add_model_choice, home_of
 from tfx_canary.process import stop
+from tfx_canary.signals import STOP_SIGNALS
 
 DEFAULT_PLAN = "shadow=5s,25%=5s,100%=5s"
 _MEANING = {
@@ -155,7 +156,7 @@ def _stop_on_signals() -> Iterator[None]:
         raise KeyboardInterrupt
 
     _STOP.clear()
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
